@@ -1,0 +1,70 @@
+"""`hearth` — the entry point. Global options, error printing, and the list of command modules."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import typer
+from rich.console import Console
+
+from hearth import __version__, paths
+from hearth.errors import HearthError
+
+app = typer.Typer(
+    help="Hearth: a private, self-hosted AI stack — train, fine-tune, inspect, know, act and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+_state = {"debug": False}
+
+# Each module defines `register(app)`; they import heavy libraries only inside their commands,
+# so `hearth --help` stays fast.
+COMMAND_MODULES = [
+    "hearth.cli.config_cmd",
+    "hearth.cli.models_cmd",
+    "hearth.cli.chat_cmd",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hearth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    home: str | None = typer.Option(None, "--home", help="Hearth home folder (default $HEARTH_HOME or ~/.hearth)"),
+    debug: bool = typer.Option(False, "--debug", help="show full tracebacks"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    if home:
+        paths.set_home(home)
+    _state["debug"] = debug
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv)
+    except HearthError as exc:
+        if _state["debug"] or "--debug" in (argv or sys.argv):
+            traceback.print_exc()
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
