@@ -6,3 +6,10 @@ try:
     __version__ = version("hearth")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0.dev0"
+
+import os as _os
+
+# OpenMP threads that spin while waiting for work made token-by-token decoding many times slower on
+# small CPUs (measured: bench/decode.py). Passive waiting must be chosen before torch loads, so it is
+# set here, the first Hearth import; a user's own OMP_WAIT_POLICY wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

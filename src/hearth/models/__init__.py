@@ -1,0 +1,1 @@
+"""Core model layer: find and load models, generate text, talk to backends, inspect weights."""

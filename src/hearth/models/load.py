@@ -1,0 +1,220 @@
+"""Find a model by name and load it as a torch model + tokenizer — never from a hub unless asked.
+
+A model name is one of:
+- ``smollm2`` — the bundled default (converted once from its GGUF to safetensors under ``models/``);
+- a name under ``$HEARTH_HOME/models/``;
+- a path: a Hugging Face-format directory, a ``.safetensors`` file beside its ``config.json``, or a ``.gguf``
+  file (converted once, like the bundled one);
+- ``remote:<backend>`` — a server from ``hearth.yaml`` (handled by ``backends``, not loaded here).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hearth import paths
+from hearth.errors import ModelError, ModelNotFound
+from hearth.models import bundled
+
+Kind = Literal["hf", "gguf", "remote"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model name points at."""
+
+    name: str
+    kind: Kind
+    path: Path | None = None  # the HF directory, or the .gguf file before conversion
+    backend: str | None = None  # for remote models
+
+
+@dataclass
+class LoadedModel:
+    """A local model ready for the generation path."""
+
+    ref: ModelRef
+    model: Any  # torch.nn.Module following Hugging Face's forward convention
+    tokenizer: Any  # a transformers tokenizer
+    path: Path
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        for attr in ("max_position_embeddings", "block_size", "n_positions"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+
+def resolve(name: str) -> ModelRef:
+    """Turn a user's model name into a ModelRef, or say clearly why it can't be found."""
+    name = name.strip()
+    if not name:
+        raise ModelNotFound("no model named", "pass a model name or path, e.g. -m smollm2")
+    if name.startswith("remote:"):
+        return ModelRef(name=name, kind="remote", backend=name.split(":", 1)[1])
+    if name == bundled.NAME:
+        return ModelRef(name=name, kind="gguf", path=bundled.gguf_path())
+
+    candidate = Path(name).expanduser()
+    if not candidate.exists():
+        under_models = paths.models_dir() / name
+        if under_models.is_dir():
+            candidate = under_models
+        else:
+            raise ModelNotFound(
+                f"model '{name}' is not a bundled model, a folder under {paths.models_dir()}, or a path that exists",
+                "`hearth models` lists what is available; Hearth does not download from model hubs — "
+                "download the model yourself and pass its folder or .gguf file",
+            )
+    candidate = candidate.resolve()
+    if candidate.is_file():
+        if candidate.suffix == ".gguf":
+            return ModelRef(name=name, kind="gguf", path=candidate)
+        if candidate.suffix == ".safetensors":
+            if (candidate.parent / "config.json").exists():
+                return ModelRef(name=name, kind="hf", path=candidate.parent)
+            raise ModelError(
+                f"{candidate} is a lone weights file: there is no config.json beside it to say what model it is",
+                "put it in a folder with its config.json and tokenizer files (`hearth inspect` can still read it)",
+            )
+        raise ModelError(
+            f"{candidate} is not a model file Hearth can load", "use a .gguf file, or a folder with config.json"
+        )
+    if (candidate / "config.json").exists():
+        return ModelRef(name=name, kind="hf", path=candidate)
+    ggufs = sorted(candidate.glob("*.gguf"))
+    if ggufs:
+        return ModelRef(name=name, kind="gguf", path=ggufs[0])
+    raise ModelError(
+        f"{candidate} has no config.json and no .gguf file",
+        "point at a Hugging Face-format model folder (config.json + *.safetensors + tokenizer) or a .gguf file",
+    )
+
+
+def hf_dir(ref: ModelRef) -> Path:
+    """A Hugging Face-format directory for a local ref, converting a GGUF file once if needed."""
+    if ref.kind == "remote" or ref.path is None:
+        raise ModelError(f"'{ref.name}' is a remote model and has no local weights", "use a local model here")
+    if ref.kind == "hf":
+        return ref.path
+    target = paths.models_dir() / (bundled.NAME if ref.name == bundled.NAME else ref.path.stem)
+    if _converted_from(target) == _fingerprint(ref.path):
+        return target
+    return convert_gguf(ref.path, target)
+
+
+def convert_gguf(source: Path, target: Path) -> Path:
+    """Dequantize a GGUF file into a float32 safetensors model directory, atomically (temp dir + rename)."""
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    _check_gguf(source)
+    Console(stderr=True).print(
+        f"[cyan]Converting[/] {source.name} to safetensors under {target} (once; later loads are fast)"
+    )
+    tmp = target.with_name(f".{target.name}.converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except Exception as exc:  # transformers raises many types for a bad file
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"could not convert {source}: {exc}", "check that the file is a complete GGUF model") from exc
+    (tmp / "hearth-source.json").write_text(json.dumps(_fingerprint(source)))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+_cache: dict[str, LoadedModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load(name: str) -> LoadedModel:
+    """Load a local model (cached per process), in eval mode, float32 on CPU."""
+    ref = resolve(name)
+    with _cache_lock:
+        key = str(hf_dir(ref))
+        if key not in _cache:
+            _cache[key] = _load_hf(ref, Path(key))
+        return _cache[key]
+
+
+def forget(name: str | None = None) -> None:
+    """Drop cached models (all, or one) so their memory can be freed."""
+    with _cache_lock:
+        if name is None:
+            _cache.clear()
+        else:
+            _cache.pop(str(hf_dir(resolve(name))), None)
+
+
+def _load_hf(ref: ModelRef, folder: Path) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _check_safetensors(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="auto")
+    except OSError as exc:
+        raise ModelError(
+            f"could not load the model in {folder}: {exc}",
+            "check that the folder holds config.json, weights and tokenizer files",
+        ) from exc
+    model.eval()
+    return LoadedModel(ref=ref, model=model, tokenizer=tokenizer, path=folder)
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"source": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def _converted_from(target: Path) -> dict[str, Any] | None:
+    marker = target / "hearth-source.json"
+    if not marker.exists():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _check_gguf(path: Path) -> None:
+    """Read the GGUF header and tensor table; a truncated or foreign file fails here with a clear error."""
+    import gguf
+
+    try:
+        gguf.GGUFReader(path)
+    except Exception as exc:
+        raise ModelError(
+            f"{path} is not a readable GGUF file ({exc})", "the file is corrupt or truncated: download it again"
+        ) from None
+
+
+def _check_safetensors(folder: Path) -> None:
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(file, framework="pt") as f:
+                names = list(f.keys())
+                if names:  # reading the last tensor touches the end of the file: truncation shows here
+                    f.get_slice(names[-1])
+        except Exception as exc:
+            raise ModelError(
+                f"{file} is not a readable safetensors file ({exc})",
+                "the file is corrupt or truncated: convert or download it again",
+            ) from None
