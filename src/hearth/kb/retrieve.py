@@ -1,0 +1,157 @@
+"""Retrieve: dense + full-text (BM25) search fused by reciprocal rank, with a "not found" threshold.
+
+Reciprocal rank fusion (Cormack et al., 2009) adds 1 / (rrf_k + rank) over the two rankings, so it
+needs no score calibration between cosine similarity and BM25. Ranks say nothing about whether the
+best passage is relevant at all, so the threshold is applied to the dense cosine similarity, which is
+absolute: when the best passage's similarity is below ``score_threshold`` the answer is "not found in
+the knowledge base" instead of an unrelated passage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hearth.config import KBSettings, settings
+from hearth.errors import KBError
+from hearth.kb.fulltext import tokenize
+from hearth.kb.store import Filter, Hit
+
+Mode = Literal["hybrid", "dense", "text"]
+NOT_FOUND = "not found in the knowledge base"
+
+
+@dataclass
+class Result:
+    text: str
+    score: float  # fused score scaled to 0..1 (1 = first in both rankings); dense/text modes: that engine's score
+    source: str
+    title: str
+    headings: list[str]
+    page: int | None
+    doc_id: str
+    chunk_index: int
+    similarity: float | None = None  # dense cosine similarity, when the passage was a dense candidate
+    bm25: float | None = None  # full-text score, when it was a full-text candidate
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    results: list[Result] = field(default_factory=list)
+    found: bool = True
+    message: str = ""
+    seconds: float = 0.0
+
+
+def rrf(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
+    """Reciprocal rank fusion: id → sum of 1 / (k + rank) over the rankings (ranks from 1)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+def check_query(query: str, cfg: KBSettings) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise KBError("the query is empty", "type a question or some words to search for")
+    if len(query) > cfg.max_query_chars:
+        raise KBError(
+            f"the query is {len(query):,} characters, over the {cfg.max_query_chars:,} limit",
+            "shorten it to the question itself, or raise kb.max_query_chars",
+        )
+    return query
+
+
+def search(
+    name: str,
+    query: str,
+    k: int | None = None,
+    *,
+    filters: Filter | None = None,
+    mode: Mode = "hybrid",
+    threshold: float | None = None,
+) -> SearchResult:
+    """Search collection ``name``; the library entry point for the CLI, HTTP API and chat engine."""
+    from hearth.kb.collection import open_collection
+
+    return search_collection(open_collection(name), query, k, filters=filters, mode=mode, threshold=threshold)
+
+
+def search_collection(
+    coll,
+    query: str,
+    k: int | None = None,
+    *,
+    filters: Filter | None = None,
+    mode: Mode = "hybrid",
+    threshold: float | None = None,
+    cfg: KBSettings | None = None,
+) -> SearchResult:  # type: ignore[no-untyped-def]
+    cfg = cfg or settings().kb
+    t0 = time.perf_counter()
+    query = check_query(query, cfg)
+    k = k or cfg.top_k
+    if k < 1:
+        raise KBError(f"k must be at least 1 (got {k})", "ask for one or more passages")
+    if mode not in ("hybrid", "dense", "text"):
+        raise KBError(f"unknown search mode '{mode}'", "use hybrid, dense or text")
+    threshold = cfg.score_threshold if threshold is None else threshold
+    n = max(k, cfg.candidates) if mode == "hybrid" else k
+
+    dense: list[Hit] = []
+    text: list[Hit] = []
+    if mode in ("hybrid", "dense"):
+        vector = coll.embedder.embed([query], kind="query")[0]
+        dense = coll.store.search_dense(vector, n, filters)
+    if mode in ("hybrid", "text"):
+        text = coll.store.search_text(tokenize(query), n, filters)
+
+    sims = {h.id: h.score for h in dense}
+    bm25 = {h.id: h.score for h in text}
+    by_id = {h.id: h for h in text} | {h.id: h for h in dense}
+    if mode == "hybrid":
+        fused = rrf([[h.id for h in dense], [h.id for h in text]], cfg.rrf_k)
+        best = 2.0 / (cfg.rrf_k + 1)  # first in both rankings
+        ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+        scored = [(i, s / best) for i, s in ranked]
+    else:
+        scored = [(h.id, h.score) for h in (dense or text)]
+
+    result = SearchResult(query=query, mode=mode)
+    top_similarity = max(sims.values(), default=None)
+    if threshold > 0 and mode != "text" and (top_similarity is None or top_similarity < threshold):
+        result.found = False
+        result.message = NOT_FOUND
+        result.seconds = time.perf_counter() - t0
+        return result
+    for hit_id, score in scored:
+        sim = sims.get(hit_id)
+        if threshold > 0 and sim is not None and sim < threshold:
+            continue  # a dense candidate known to be unrelated; full-text-only hits pass on the query's merit
+        h = by_id[hit_id]
+        result.results.append(
+            Result(
+                text=h.text,
+                score=round(float(score), 6),
+                source=h.source,
+                title=h.title,
+                headings=[x for x in h.headings.split(" > ") if x],
+                page=h.page or None,
+                doc_id=h.doc_id,
+                chunk_index=h.chunk_index,
+                similarity=sim,
+                bm25=bm25.get(hit_id),
+            )
+        )
+        if len(result.results) >= k:
+            break
+    if not result.results:
+        result.found = False
+        result.message = NOT_FOUND
+    result.seconds = time.perf_counter() - t0
+    return result

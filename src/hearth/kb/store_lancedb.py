@@ -1,0 +1,181 @@
+"""LanceDB engine: the embedded default. One directory per collection, one table ``chunks``.
+
+Why LanceDB: an embedded columnar store with native full-text (BM25) and vector indexes, many readers
+across processes, and commits that are atomic (a killed writer leaves the last committed version).
+Full text runs over the pre-tokenized ``tokens`` column with a plain whitespace tokenizer (the
+tokens are already lower-cased, stemmed and jieba-segmented), so Chinese words stay searchable. The vector index (IVF-HNSW) is built once the
+table is large enough for brute force to be slower than the index (``INDEX_MIN_ROWS``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from hearth.errors import KBError
+from hearth.kb.store import HIT_FIELDS, Filter, Hit, Row, safe_literal
+
+TABLE = "chunks"
+INDEX_MIN_ROWS = 20_000  # below this, exact search over all vectors takes only a few ms
+
+
+def _schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("doc_id", pa.string()),
+            ("source", pa.string()),
+            ("title", pa.string()),
+            ("headings", pa.string()),
+            ("page", pa.int32()),
+            ("chunk_index", pa.int32()),
+            ("text", pa.string()),
+            ("tokens", pa.string()),
+            ("tags", pa.string()),
+            ("date", pa.int32()),
+            ("content_hash", pa.string()),
+            ("embedder", pa.string()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+class LanceStore:
+    engine = "lancedb"
+
+    def __init__(self, path: Path, dim: int) -> None:
+        import lancedb
+
+        self.path = path
+        self.dim = dim
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = lancedb.connect(str(path))
+        if TABLE in self._db.list_tables().tables:
+            self._table = self._db.open_table(TABLE)
+            stored = self._table.schema.field("vector").type.list_size
+            if stored != dim:
+                raise KBError(
+                    f"the store at {path} holds {stored}-d vectors, not {dim}-d",
+                    "run `hearth kb reindex NAME` to re-embed",
+                )
+        else:
+            self._table = self._db.create_table(TABLE, schema=_schema(dim), exist_ok=True)
+        self._dirty = True  # unknown index state after open: let optimize() check once
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def add(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        cols: dict[str, list] = {name: [] for name in _schema(self.dim).names if name != "vector"}
+        for r in rows:
+            for name in cols:
+                cols[name].append(getattr(r, name))
+        vectors = np.ascontiguousarray(np.stack([r.vector for r in rows]).astype(np.float32))
+        arrays = [pa.array(cols[name], type=_schema(self.dim).field(name).type) for name in cols]
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim))
+        # one add() = one Lance commit: a document's chunks appear all at once or not at all
+        self._table.add(pa.Table.from_arrays(arrays, schema=_schema(self.dim)))
+        self._dirty = True
+
+    def delete_docs(self, doc_ids: Sequence[str]) -> None:
+        ids = [safe_literal(d) for d in doc_ids]
+        for i in range(0, len(ids), 500):
+            inside = ", ".join(f"'{d}'" for d in ids[i : i + 500])
+            self._table.delete(f"doc_id IN ({inside})")
+        self._dirty = True
+
+    def optimize(self) -> None:
+        """Create the full-text index (and the vector index on big tables); fold new rows into them."""
+        if not self._dirty:
+            return
+        indices = {ix.name: ix for ix in self._table.list_indices()}
+        n = self._table.count_rows()
+        if n and not any("tokens" in ix.columns for ix in indices.values()):
+            self._table.create_fts_index(
+                "tokens",
+                base_tokenizer="whitespace",
+                lower_case=False,
+                stem=False,
+                remove_stop_words=False,
+                ascii_folding=False,
+                replace=True,
+            )
+        elif n:
+            self._table.optimize()  # appends new rows to existing indexes, compacts small fragments
+        if n >= INDEX_MIN_ROWS and not any("vector" in ix.columns for ix in indices.values()):
+            self.build_vector_index()
+        self._dirty = False
+
+    def build_vector_index(self) -> None:
+        n = self._table.count_rows()
+        self._table.create_index(
+            metric="cosine", index_type="IVF_HNSW_SQ", num_partitions=max(1, int(n**0.5) // 8), replace=True
+        )
+
+    def drop(self) -> None:
+        self._db.drop_table(TABLE, ignore_missing=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def close(self) -> None:
+        pass  # LanceDB holds no locks or servers
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]:
+        q = self._table.search(
+            np.asarray(vector, np.float32), vector_column_name="vector", query_type="vector"
+        ).distance_type("cosine")
+        q = q.select([*HIT_FIELDS, "_distance"]).limit(k)
+        if where is not None and not where.empty():
+            q = q.where(_where(where), prefilter=True)
+        rows = q.to_arrow().to_pylist()
+        # cosine distance = 1 - cosine similarity
+        return [_hit(r, 1.0 - float(r["_distance"])) for r in rows]
+
+    def search_text(self, tokens: str, k: int, where: Filter | None = None) -> list[Hit]:
+        if not tokens.strip():
+            return []
+        q = self._table.search(tokens, query_type="fts", fts_columns="tokens").select([*HIT_FIELDS, "_score"]).limit(k)
+        if where is not None and not where.empty():
+            q = q.where(_where(where), prefilter=True)
+        try:
+            rows = q.to_arrow().to_pylist()
+        except (ValueError, RuntimeError) as exc:
+            if "index" in str(exc).lower():  # no full-text index yet (empty table)
+                return []
+            raise
+        return [_hit(r, float(r["_score"])) for r in rows]
+
+    def doc_chunk_counts(self) -> dict[str, int]:
+        ids = self._table.search().select(["doc_id"]).limit(None).to_arrow()
+        if ids.num_rows == 0:
+            return {}
+        grouped = ids.group_by("doc_id").aggregate([("doc_id", "count")])
+        return dict(zip(grouped["doc_id"].to_pylist(), grouped["doc_id_count"].to_pylist(), strict=True))
+
+    def count(self) -> int:
+        return int(self._table.count_rows())
+
+
+def _hit(r: dict, score: float) -> Hit:
+    return Hit(**{f: r[f] for f in HIT_FIELDS}, score=score)
+
+
+def _where(f: Filter) -> str:
+    parts = []
+    if f.source:
+        parts.append(f"source LIKE '{safe_literal(f.like_source() or '')}'")
+    if f.tag:
+        parts.append(f"tags LIKE '%,{safe_literal(f.tag)},%'")
+    if f.date_from:
+        parts.append(f"date >= {int(f.date_from)}")
+    if f.date_to:
+        parts.append(f"date <= {int(f.date_to)}")
+    if f.doc_ids:
+        parts.append("doc_id IN (" + ", ".join(f"'{safe_literal(d)}'" for d in f.doc_ids) + ")")
+    return " AND ".join(parts)
