@@ -32,3 +32,15 @@ def home(tmp_path: Path, session_home: Path, monkeypatch: pytest.MonkeyPatch) ->
     paths.set_home(root)
     yield root
     paths.set_home(None)
+
+
+@pytest.fixture(scope="session")
+def smol(session_home: Path):
+    """The bundled chat model, converted once into the session home and loaded once."""
+    from hearth.models import backends
+
+    paths.set_home(session_home)
+    try:
+        return backends.get_chat_model("smollm2")
+    finally:
+        paths.set_home(None)

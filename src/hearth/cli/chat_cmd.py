@@ -1,9 +1,81 @@
-"""`hearth chat`: placeholder registration until the generation path lands (filled in below)."""
+"""`hearth chat`: one question, or an interactive conversation, streamed from any model."""
 
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+
+HELP = "commands: /reset (forget the conversation), /temp 0.7 (set temperature), /exit"
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("chat")
+    def chat(
+        question: str = typer.Argument(None, help="ask once and exit; leave out for an interactive chat"),
+        model: str = typer.Option(None, "-m", "--model", help="model name, path, base+adapter, or remote:<backend>"),
+        engine: str = typer.Option("torch", "--engine", help="torch (Hearth's generation path) or llamacpp (GGUF)"),
+        system: str = typer.Option(None, "--system", help="system prompt"),
+        temperature: float = typer.Option(None, "--temperature", "-t", help="0 = greedy"),
+        top_p: float = typer.Option(None, "--top-p"),
+        top_k: int = typer.Option(None, "--top-k"),
+        max_tokens: int = typer.Option(None, "--max-tokens"),
+        seed: int = typer.Option(None, "--seed"),
+        repetition_penalty: float = typer.Option(None, "--repetition-penalty"),
+        stop: list[str] = typer.Option(None, "--stop", help="stop at this string (repeatable)"),
+    ) -> None:
+        """Chat with a model, streaming tokens as they come."""
+        from hearth import config
+        from hearth.models import backends, generate
+
+        settings = config.settings()
+        params = generate.sampling(
+            settings.generation,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_tokens=max_tokens,
+            seed=seed,
+            repetition_penalty=repetition_penalty,
+            stop=stop or None,
+        )
+        chat_model = backends.get_chat_model(model, engine, settings)
+        console = Console()
+        history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+        def answer(text: str) -> None:
+            history.append({"role": "user", "content": text})
+            parts: list[str] = []
+            for delta in chat_model.stream(history, params):
+                parts.append(delta.text)
+                console.print(delta.text, end="", markup=False, highlight=False, soft_wrap=True)
+            console.print()
+            history.append({"role": "assistant", "content": "".join(parts)})
+
+        if question:
+            answer(question)
+            return
+        console.print(f"[bold]{chat_model.name}[/] — {HELP}")
+        while True:
+            try:
+                text = console.input("[bold cyan]you>[/] ").strip()
+            except EOFError:
+                break
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                break
+            if text == "/reset":
+                history = history[:1] if system else []
+                console.print("[dim]conversation cleared[/]")
+                continue
+            if text.startswith("/temp"):
+                try:
+                    params = generate.sampling(params, temperature=float(text.split()[1]))
+                    console.print(f"[dim]temperature = {params.temperature}[/]")
+                except (IndexError, ValueError):
+                    console.print("[red]write it like /temp 0.7[/]")
+                continue
+            if text.startswith("/"):
+                console.print(HELP)
+                continue
+            answer(text)

@@ -115,8 +115,10 @@ def convert_gguf(source: Path, target: Path) -> Path:
     """Dequantize a GGUF file into a float32 safetensors model directory, atomically (temp dir + rename)."""
     from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers.utils import logging as hf_logging
 
     _check_gguf(source)
+    hf_logging.enable_progress_bar()
     Console(stderr=True).print(
         f"[cyan]Converting[/] {source.name} to safetensors under {target} (once; later loads are fast)"
     )
@@ -146,7 +148,7 @@ def load(name: str) -> LoadedModel:
     """Load a local model (cached per process), in eval mode, float32 on CPU."""
     ref = resolve(name)
     with _cache_lock:
-        key = str(hf_dir(ref))
+        key = str(hf_dir(ref).resolve())
         if key not in _cache:
             _cache[key] = _load_hf(ref, Path(key))
         return _cache[key]
@@ -158,13 +160,15 @@ def forget(name: str | None = None) -> None:
         if name is None:
             _cache.clear()
         else:
-            _cache.pop(str(hf_dir(resolve(name))), None)
+            _cache.pop(str(hf_dir(resolve(name)).resolve()), None)
 
 
 def _load_hf(ref: ModelRef, folder: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     _check_safetensors(folder)
+    hf_logging.disable_progress_bar()  # a 1-second load needs no bar; conversions keep theirs
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="auto")
