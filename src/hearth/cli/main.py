@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "hearth.cli.config_cmd",
     "hearth.cli.models_cmd",
     "hearth.cli.chat_cmd",
+    "hearth.cli.train_cmd",
 ]
 
 
