@@ -103,7 +103,7 @@ def test_name_resolution_errors(tmp_path: Path, home: Path) -> None:
         load.resolve("Qwen/Qwen2.5-7B-Instruct")
     lone = tmp_path / "w.safetensors"
     lone.write_bytes(b"")
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         load.resolve(str(lone))
     with pytest.raises(HearthError, match="parameter count"):
         inspect.parse_params("seventy")
