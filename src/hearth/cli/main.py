@@ -27,7 +27,10 @@ COMMAND_MODULES = [
     "hearth.cli.config_cmd",
     "hearth.cli.models_cmd",
     "hearth.cli.chat_cmd",
+    "hearth.cli.serve_cmd",
     "hearth.cli.train_cmd",
+    "hearth.cli.kb_cmd",
+    "hearth.cli.eval_cmd",
 ]
 
 

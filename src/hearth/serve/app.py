@@ -1,0 +1,188 @@
+"""The one server: OpenAI-compatible API at ``/v1``, the Hearth API at ``/api``, the web UI at ``/ui``,
+MCP at ``/mcp``, plus ``/health``, ``/metrics`` and OpenAPI docs at ``/docs``.
+
+``create_app(settings)`` builds it; ``hearth serve`` runs it with uvicorn. With keys required, one
+ASGI middleware in front of everything (mounted apps included) checks the key, so no endpoint can
+forget to.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import logging
+import os
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hearth import __version__, config
+from hearth.serve import errors, keys
+from hearth.serve.queue import GenerationQueue
+
+# Gradio must not phone home (analytics, version check) — set before it is imported anywhere.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+log = logging.getLogger("hearth.serve")
+
+COOKIE = "hearth_key"
+PUBLIC = ("/health", "/login")  # reachable without a key: probes and the page that asks for one
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def key_from_scope(scope: Scope) -> str | None:
+    """The key a request carries: ``Authorization: Bearer``, ``X-API-Key``, the UI's cookie, or ``?key=``."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    if headers.get("x-api-key"):
+        return headers["x-api-key"].strip()
+    if "cookie" in headers:
+        jar = SimpleCookie()
+        jar.load(headers["cookie"])
+        if COOKIE in jar:
+            return jar[COOKIE].value
+    query = parse_qs(scope.get("query_string", b"").decode())
+    return (query.get("key") or [None])[0]
+
+
+class KeyMiddleware:
+    """Every request but PUBLIC ones needs a valid key; the key (its name and kb limits) goes into
+    ``scope["state"]["api_key"]`` for handlers to read."""
+
+    def __init__(self, app: ASGIApp, required: bool) -> None:
+        self.app = app
+        self.required = required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        secret = key_from_scope(scope)
+        path = scope.get("path", "")
+        if not self.required and not secret:
+            scope["state"]["api_key"] = None
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope["state"]["api_key"] = keys.check_key(secret)
+        except keys.AuthError as exc:
+            if not self.required:  # keys off: clients send placeholder keys ("sk-none"); ignore them
+                scope["state"]["api_key"] = None
+                await self.app(scope, receive, send)
+                return
+            if path.startswith(PUBLIC) or scope["type"] != "http":
+                if scope["type"] == "http":
+                    await self.app(scope, receive, send)
+                return
+            if path.startswith("/ui"):
+                response: Any = RedirectResponse(f"/login?next={path}", status_code=303)
+            else:
+                data, status, _ = errors.from_exception(exc)
+                from fastapi.responses import JSONResponse
+
+                response = JSONResponse(data, status_code=status, headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Hearth — sign in</title>
+<style>body{{font-family:system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0;background:#f6f7f9}}
+form{{background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px #0002;min-width:22rem}}
+input{{width:100%;padding:.6rem;margin:.6rem 0;box-sizing:border-box;border:1px solid #ccd;border-radius:8px}}
+button{{padding:.6rem 1.2rem;border:0;border-radius:8px;background:#e8590c;color:#fff;font-weight:600}}
+.err{{color:#c92a2a}}</style></head><body><form method="post" action="/login">
+<h2>Hearth</h2><p>This server needs an API key (<code>hearth keys create NAME</code>).</p>
+<p class="err">{error}</p><input type="password" name="key" placeholder="hth-…" autofocus>
+<input type="hidden" name="next" value="{next}"><button type="submit">Sign in</button></form></body></html>"""
+
+
+def create_app(
+    settings: config.Settings | None = None,
+    ui: bool = True,
+    mcp: bool = True,
+    max_pending: int = 64,
+    timeout: float = 300.0,
+    demo: bool = False,
+) -> FastAPI:
+    from hearth.jobs import manager
+    from hearth.serve import hearth_api, openai_api
+
+    settings = settings or config.settings()
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        description="A private, self-hosted AI stack: OpenAI-compatible API, knowledge bases, training jobs.",
+    )
+    app.state.settings = settings
+    app.state.queue = GenerationQueue(max_pending=max_pending, timeout=timeout)
+    app.state.jobs = manager()
+    errors.install(app)
+    app.include_router(openai_api.router)
+    app.include_router(hearth_api.router)
+
+    @app.get("/health", tags=["server"])
+    async def health(request: Request) -> dict[str, Any]:
+        q: GenerationQueue = request.app.state.queue
+        return {"status": "ok", "version": __version__, "model": settings.model, "queue": q.pending}
+
+    @app.get("/metrics", tags=["server"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.app.state.queue.prometheus(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui" if ui else "/docs")
+
+    @app.get("/login", include_in_schema=False)
+    async def login_page(next: str = "/ui", error: str = "") -> HTMLResponse:
+        return HTMLResponse(LOGIN_PAGE.format(error=html.escape(error), next=html.escape(next)))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(key: str = Form(""), next: str = Form("/ui")) -> Any:
+        try:
+            keys.check_key(key)
+        except keys.AuthError as exc:
+            return HTMLResponse(LOGIN_PAGE.format(error=html.escape(exc.message), next=html.escape(next)), 401)
+        target = next if next.startswith("/") and not next.startswith("//") else "/ui"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        return response
+
+    if mcp:
+        _mount_mcp(app)
+    if ui:
+        from hearth.serve import ui as web
+
+        app = web.mount(app)
+    app.add_middleware(KeyMiddleware, required=settings.server.require_keys)
+    return app
+
+
+def _mount_mcp(app: FastAPI) -> None:
+    """Mount the agent's MCP server (streamable HTTP) at /mcp when the agent provides one."""
+    try:
+        from hearth.agent import mcp_server  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("MCP endpoint off: hearth.agent.mcp_server is not available")
+        return
+    mcp_app = mcp_server.http_app()
+    app.mount("/mcp", mcp_app)
+    lifespan = getattr(mcp_app, "router", None)
+    if lifespan is not None and getattr(lifespan, "lifespan_context", None) is not None:
+        app.state.mcp_lifespan = lifespan.lifespan_context

@@ -1,0 +1,159 @@
+"""The Hearth API (``/api``): knowledge bases, jobs (ingest, training) with SSE progress, runs, inspector.
+
+Each route parses the request, checks the API key's limits and calls one library function; the logic
+lives in ``hearth.kb``, ``hearth.train``, ``hearth.models`` and ``hearth.jobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from hearth import config
+from hearth.errors import HearthError, NotFound
+from hearth.jobs import FINISHED, Job, JobManager
+from hearth.serve.keys import APIKey, Forbidden
+
+router = APIRouter(prefix="/api", tags=["Hearth"])
+
+
+class PayloadTooLarge(HearthError):
+    status = 413
+    code = "file_too_large"
+
+
+def api_key(request: Request) -> APIKey | None:
+    return getattr(request.state, "api_key", None)
+
+
+def check_kb(request: Request, name: str) -> None:
+    """A key limited to some knowledge bases gets 404 for the others: it may not even learn they exist."""
+    key = api_key(request)
+    if key is not None and not key.allows_kb(name):
+        raise NotFound(f"no knowledge base '{name}'", "GET /api/kb lists the ones this key may use")
+
+
+def jobs(request: Request) -> JobManager:
+    return request.app.state.jobs
+
+
+def visible_job(request: Request, job_id: str) -> Job:
+    job = jobs(request).get(job_id)
+    key = api_key(request)
+    if key is not None and job.owner not in (None, key.name):
+        raise NotFound(f"no job '{job_id}'", "GET /api/jobs lists your jobs")
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+
+
+@router.get("/jobs")
+async def list_jobs(request: Request, kind: str | None = None) -> list[dict[str, Any]]:
+    key = api_key(request)
+    return [j.summary() for j in jobs(request).list(kind) if key is None or j.owner in (None, key.name)]
+
+
+@router.get("/jobs/{job_id}")
+async def job_status(job_id: str, request: Request) -> dict[str, Any]:
+    return visible_job(request, job_id).summary()
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
+    job = visible_job(request, job_id)
+    job.cancel()
+    return job.summary()
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(job_id: str, request: Request, start: int = 0) -> StreamingResponse:
+    """Server-sent events: every event of the job from ``start`` on, ending when the job ends."""
+    job = visible_job(request, job_id)
+
+    async def events() -> AsyncIterator[str]:
+        seq = start
+        while True:
+            new = job.events[seq:]
+            for event in new:
+                yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
+            seq += len(new)
+            if job.status in FINISHED and seq >= len(job.events):
+                return
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+# ---------------------------------------------------------------------------------------------
+# training and runs
+
+
+class TrainRequest(BaseModel):
+    config: str = Field(description="a recipe: a file under configs/ (e.g. scratch-tiny.yaml) or a path")
+    overrides: list[str] = Field(default_factory=list, description="key=value changes, e.g. training.max_steps=20")
+
+
+@router.get("/recipes")
+async def recipes() -> list[dict[str, Any]]:
+    from hearth.jobs import list_recipes
+
+    return list_recipes()
+
+
+@router.post("/train", status_code=202)
+async def start_training(req: TrainRequest, request: Request) -> dict[str, Any]:
+    from hearth.jobs import start_training as start
+
+    key = api_key(request)
+    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, key.name if key else None)
+    return job.summary()
+
+
+@router.get("/runs")
+async def list_runs() -> list[dict[str, Any]]:
+    from hearth.train.runs import list_runs as runs
+
+    return [{"id": r.id, **r.meta, "summary": r.summary} for r in runs()]
+
+
+@router.get("/runs/{run_id}/metrics")
+async def run_metrics(run_id: str, split: str | None = None) -> dict[str, Any]:
+    from hearth.train.runs import Run
+
+    run = Run.open(run_id, writable=False)
+    return {"id": run.id, "metrics": run.metrics(split)}
+
+
+# ---------------------------------------------------------------------------------------------
+# inspector
+
+
+@router.get("/inspect")
+async def inspect_model(model: str = "smollm2", context: int | None = None) -> dict[str, Any]:
+    from hearth.models import inspect
+
+    report = await run_in_threadpool(inspect.inspect, model, context)
+    return report.to_dict()
+
+
+@router.get("/settings")
+async def show_settings(request: Request) -> dict[str, Any]:
+    settings: config.Settings = request.app.state.settings
+    data = settings.model_dump(mode="json")
+    for backend in data.get("backends", {}).values():
+        if backend.get("api_key"):
+            backend["api_key"] = "***"  # never echo secrets
+    return data
+
+
+__all__ = ["PayloadTooLarge", "UploadFile", "check_kb", "router"]
+_ = Forbidden

@@ -1,0 +1,398 @@
+"""The OpenAI-compatible API: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+
+The shapes follow OpenAI's so the official SDK and LangChain work unmodified. Hearth's extras (which
+knowledge bases to ground the answer in) come in the ``hearth`` field of the body (the SDK's
+``extra_body={"hearth": {...}}``) and go back as extra top-level fields (``citations``), leaving the
+standard fields as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth import config
+from hearth.errors import GenerationError, HearthError, ModelNotFound
+from hearth.models import backends, catalog, generate
+from hearth.models.generate import Delta
+from hearth.serve import errors, grounding
+from hearth.serve.queue import GenerationQueue
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class HearthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kb: list[str] = Field(default_factory=list, description="knowledge bases to ground the answer in")
+    top_k: int | None = Field(None, ge=1, description="passages to retrieve")
+
+
+class ChatRequest(BaseModel):
+    # OpenAI adds fields often; unknown ones are accepted and ignored rather than refused.
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # an extension many servers accept
+    repetition_penalty: float | None = None  # an extension
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    hearth: HearthOptions | None = None
+    timeout: float | None = Field(None, gt=0, description="seconds this request may take (waiting + decoding)")
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# chat
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if part.get("type") not in ("text", "input_text"):
+            raise GenerationError(f"message part of type '{part.get('type')}' is not supported", "send text parts only")
+        parts.append(str(part.get("text", "")))
+    return "".join(parts)
+
+
+def plain_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as the models layer takes them: text content, tool calls and results kept."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        item: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content)}
+        if m.tool_calls:
+            item["tool_calls"] = m.tool_calls
+        if m.tool_call_id:
+            item["tool_call_id"] = m.tool_call_id
+        if m.name:
+            item["name"] = m.name
+        out.append(item)
+    return out
+
+
+def sampling_for(req: ChatRequest, settings: config.Settings) -> config.GenerationSettings:
+    if req.n != 1:
+        raise GenerationError("n > 1 is not supported", "ask once per answer you want")
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop
+    return generate.sampling(
+        settings.generation,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        repetition_penalty=req.repetition_penalty,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        stop=stop,
+        seed=req.seed,
+    )
+
+
+def chat_model(name: str, settings: config.Settings) -> backends.ChatModel:
+    try:
+        return backends.get_chat_model(name, settings=settings)
+    except ModelNotFound as exc:
+        exc.message = f"The model '{name}' does not exist"
+        raise
+
+
+def _usage(usage: generate.Usage | None) -> dict[str, int]:
+    usage = usage or generate.Usage()
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _is_local(model: backends.ChatModel) -> bool:
+    return getattr(model, "kind", "local") != "remote"
+
+
+def _allowed_kbs(request: Request, wanted: list[str]) -> list[str]:
+    key = getattr(request.state, "api_key", None)
+    for name in wanted:
+        if key is not None and not key.allows_kb(name):
+            from hearth.serve.keys import Forbidden
+
+            raise Forbidden(f"this API key may not use knowledge base '{name}'", "ask for a key that includes it")
+    return wanted
+
+
+@router.post("/chat/completions")
+async def chat_completions(req: ChatRequest, request: Request) -> Any:
+    settings: config.Settings = request.app.state.settings
+    queue: GenerationQueue = request.app.state.queue
+    params = sampling_for(req, settings)
+    model = await run_in_threadpool(chat_model, req.model, settings)
+    messages = plain_messages(req.messages)
+    kbs = _allowed_kbs(request, req.hearth.kb if req.hearth else [])
+    plan = grounding.plan(
+        model,
+        messages,
+        params,
+        tools=req.tools,
+        tool_choice=req.tool_choice,
+        response_format=req.response_format,
+        kbs=kbs,
+        top_k=req.hearth.top_k if req.hearth else None,
+    )
+    ticket = queue.admit(req.timeout)
+    deltas = queue.stream(ticket, plan.produce, local=_is_local(model))
+    rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if req.stream:
+        include_usage = bool((req.stream_options or {}).get("include_usage"))
+        return StreamingResponse(
+            _sse(deltas, rid, created, req.model, include_usage, plan),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return await _complete(deltas, rid, created, req.model, plan, request)
+
+
+async def _complete(
+    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, plan: grounding.Plan, request: Request
+) -> JSONResponse:
+    import asyncio
+
+    async def collect() -> generate.Completion:
+        parts: list[Delta] = []
+        async for d in deltas:
+            parts.append(d)
+        return generate.collect(parts)
+
+    # A client that hangs up on a non-streamed answer frees the model too.
+    task = asyncio.ensure_future(collect())
+    while not task.done():
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        if not done and await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await deltas.aclose()  # type: ignore[attr-defined]
+            return errors.response("client disconnected", 499, "client_closed")
+    result = task.result()
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    finish = result.finish_reason
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [_full_call(c, i) for i, c in enumerate(result.tool_calls)]
+        finish = "tool_calls"
+    body: dict[str, Any] = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": _usage(result.usage),
+    }
+    body.update(plan.extras())
+    return JSONResponse(body)
+
+
+def _full_call(call: dict[str, Any], index: int) -> dict[str, Any]:
+    fn = call.get("function", {})
+    args = fn.get("arguments", "")
+    return {
+        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": fn.get("name", ""), "arguments": args if isinstance(args, str) else json.dumps(args)},
+    }
+
+
+def _chunk(rid: str, created: int, model: str, choices: list[dict[str, Any]], **extra: Any) -> str:
+    data = {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": choices,
+        **extra,
+    }
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _sse(
+    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, include_usage: bool, plan: grounding.Plan
+) -> AsyncIterator[str]:
+    usage_field = {"usage": None} if include_usage else {}
+    first = {"role": "assistant", "content": "", "refusal": None}
+    yield _chunk(
+        rid, created, model, [{"index": 0, "delta": first, "logprobs": None, "finish_reason": None}], **usage_field
+    )
+    last: Delta | None = None
+    calls = 0
+    try:
+        async for d in deltas:
+            if d.text:
+                choice = {"index": 0, "delta": {"content": d.text}, "logprobs": None, "finish_reason": None}
+                yield _chunk(rid, created, model, [choice], **usage_field)
+            for call in d.tool_calls or []:
+                # the first delta of each call carries id, type and name; arguments follow in the same one
+                full = _full_call(call, calls)
+                delta = {"tool_calls": [{"index": calls, **full}]}
+                yield _chunk(
+                    rid,
+                    created,
+                    model,
+                    [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+                    **usage_field,
+                )
+                calls += 1
+            if d.finish_reason is not None:
+                last = d
+    except HearthError as exc:
+        data, _, _ = errors.from_exception(exc)
+        yield f"data: {json.dumps(data)}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    except Exception as exc:
+        data, _, _ = errors.from_exception(exc)
+        yield f"data: {json.dumps(data)}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    finish = "tool_calls" if calls else (last.finish_reason if last else "stop")
+    yield _chunk(
+        rid,
+        created,
+        model,
+        [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}],
+        **usage_field,
+        **plan.extras(),
+    )
+    if include_usage:
+        yield _chunk(rid, created, model, [], usage=_usage(last.usage if last else None))
+    yield "data: [DONE]\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings and models
+
+
+def embedder_names(settings: config.Settings) -> set[str]:
+    from hearth.kb.embed import get_embedder
+
+    spec = settings.kb.embedder
+    return {spec, get_embedder(spec).name}
+
+
+@router.post("/embeddings")
+async def embeddings(req: EmbeddingRequest, request: Request) -> JSONResponse:
+    from hearth.kb.embed import get_embedder
+
+    settings: config.Settings = request.app.state.settings
+    embedder = await run_in_threadpool(get_embedder, settings.kb.embedder)
+    if req.model not in {settings.kb.embedder, embedder.name}:
+        raise ModelNotFound(f"The model '{req.model}' does not exist", f"this server embeds with '{embedder.name}'")
+    texts = [req.input] if isinstance(req.input, str) else req.input
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise GenerationError(
+            "input must be a string or a list of strings", "token-id input is not supported; send the text"
+        )
+    if req.dimensions is not None and req.dimensions != embedder.dim:
+        raise GenerationError(f"this embedder makes {embedder.dim}-d vectors", "leave out `dimensions`")
+    vectors: np.ndarray = await run_in_threadpool(embedder.embed, list(texts), "passage")
+    tokens = sum(embedder.count_tokens(list(texts)))
+    data = []
+    for i, row in enumerate(vectors):
+        row = np.asarray(row, dtype="<f4")
+        value: Any = base64.b64encode(row.tobytes()).decode() if req.encoding_format == "base64" else row.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": req.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def _model_card(entry: catalog.ModelEntry, created: int) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "object": "model",
+        "created": created,
+        "owned_by": "hearth",
+        "kind": entry.kind,
+        "description": entry.description,
+    }
+
+
+def model_cards(settings: config.Settings) -> list[dict[str, Any]]:
+    created = int(time.time())
+    cards = [_model_card(e, created) for e in catalog.list_models(settings)]
+    cards.append(
+        {
+            "id": settings.kb.embedder,
+            "object": "model",
+            "created": created,
+            "owned_by": "hearth",
+            "kind": "embedding",
+            "description": "the knowledge base's embedder (POST /v1/embeddings)",
+        }
+    )
+    return cards
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": model_cards(request.app.state.settings)}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    for card in model_cards(request.app.state.settings):
+        if card["id"] == model_id:
+            return card
+    raise ModelNotFound(f"The model '{model_id}' does not exist", "GET /v1/models lists the models")
+
+
+def produce_plain(
+    model: backends.ChatModel, messages: list[dict[str, Any]], params: config.GenerationSettings, tools: Any = None
+) -> Iterator[Delta]:
+    return model.stream(messages, params, tools)
