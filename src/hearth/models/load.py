@@ -5,11 +5,13 @@ A model name is one of:
 - a name under ``$HEARTH_HOME/models/``;
 - a path: a Hugging Face-format directory, a ``.safetensors`` file beside its ``config.json``, or a ``.gguf``
   file (converted once, like the bundled one);
-- ``remote:<backend>`` — a server from ``hearth.yaml`` (handled by ``backends``, not loaded here).
+- ``remote:<backend>`` — a server from ``hearth.yaml`` (handled by ``backends``, not loaded here);
+- ``base+adapter`` — a base model above with a fine-tuned adapter from ``$HEARTH_HOME/adapters/`` on top.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 from hearth import paths
 from hearth.errors import ModelError, ModelNotFound
-from hearth.models import bundled
+from hearth.models import adapters, bundled
 
 Kind = Literal["hf", "gguf", "remote"]
 
@@ -32,6 +34,7 @@ class ModelRef:
     kind: Kind
     path: Path | None = None  # the HF directory, or the .gguf file before conversion
     backend: str | None = None  # for remote models
+    adapter: Path | None = None  # a PEFT adapter folder on top (name ``base+adapter``)
 
 
 @dataclass
@@ -62,6 +65,8 @@ def resolve(name: str) -> ModelRef:
         return ModelRef(name=name, kind="remote", backend=name.split(":", 1)[1])
     if name == bundled.NAME:
         return ModelRef(name=name, kind="gguf", path=bundled.gguf_path())
+    if (pair := adapters.split_name(name)) is not None:
+        return dataclasses.replace(resolve(pair[0]), adapter=adapters.find(pair[1]))
 
     candidate = Path(name).expanduser()
     if not candidate.exists():
@@ -148,9 +153,9 @@ def load(name: str) -> LoadedModel:
     """Load a local model (cached per process), in eval mode, float32 on CPU."""
     ref = resolve(name)
     with _cache_lock:
-        key = str(hf_dir(ref).resolve())
+        key = _cache_key(ref)
         if key not in _cache:
-            _cache[key] = _load_hf(ref, Path(key))
+            _cache[key] = _load_hf(ref, hf_dir(ref).resolve())
         return _cache[key]
 
 
@@ -160,7 +165,12 @@ def forget(name: str | None = None) -> None:
         if name is None:
             _cache.clear()
         else:
-            _cache.pop(str(hf_dir(resolve(name)).resolve()), None)
+            _cache.pop(_cache_key(resolve(name)), None)
+
+
+def _cache_key(ref: ModelRef) -> str:
+    key = str(hf_dir(ref).resolve())
+    return f"{key}+{ref.adapter}" if ref.adapter else key
 
 
 def _load_hf(ref: ModelRef, folder: Path) -> LoadedModel:
@@ -177,6 +187,10 @@ def _load_hf(ref: ModelRef, folder: Path) -> LoadedModel:
             f"could not load the model in {folder}: {exc}",
             "check that the folder holds config.json, weights and tokenizer files",
         ) from exc
+    if ref.adapter is not None:  # a fresh copy of the base was loaded above: the adapter changes it
+        if (ref.adapter / "tokenizer_config.json").exists():  # saved when the run set its own chat template
+            tokenizer = AutoTokenizer.from_pretrained(ref.adapter, local_files_only=True)
+        model = adapters.attach(model, ref.adapter)
     model.eval()
     return LoadedModel(ref=ref, model=model, tokenizer=tokenizer, path=folder)
 
