@@ -131,9 +131,11 @@ class MilvusStore:
     # -- reads ----------------------------------------------------------------------------------
 
     def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]:
+        v = np.asarray(vector, np.float32)
+        v = v / max(float(np.linalg.norm(v)), 1e-12)  # inner product = cosine only for unit vectors
         res = self._c.search(
             self.collection,
-            [np.asarray(vector, np.float32).tolist()],
+            [v.tolist()],
             anns_field="vector",
             limit=k,
             filter=_where(where),
