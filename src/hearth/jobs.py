@@ -274,3 +274,28 @@ def start_training(jobs: JobManager, recipe: str, overrides: list[str] | None = 
         }
 
     return jobs.start("train", f"train {path.name}", work, owner=owner)
+
+
+# ---------------------------------------------------------------------------------------------
+# knowledge-base ingest as a job
+
+
+def start_ingest(jobs: JobManager, collection: str, files: list[str | Path], owner: str | None = None) -> Job:
+    """Ingest files into a collection; every ``IngestEvent`` becomes a job event. Cancel stops it
+    between files (ingest is crash-safe, so stopping mid-way leaves whole documents only)."""
+    from dataclasses import asdict
+
+    from hearth.kb import ingest
+    from hearth.kb.collection import read_meta
+
+    read_meta(collection)  # a missing collection fails the request, not the job
+
+    def work(job: Job) -> dict[str, Any]:
+        def on_event(event: Any) -> None:
+            job.emit("progress", done=event.files_done, total=event.files_total, **asdict(event))
+            job.check()
+
+        report = ingest.add(collection, files, on_event=on_event)
+        return asdict(report)
+
+    return jobs.start("ingest", f"ingest into {collection}", work, owner=owner)

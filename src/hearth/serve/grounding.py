@@ -41,7 +41,55 @@ def plan(
     wants_format = bool(response_format) and response_format.get("type") != "text"
     if not (wants_tools or wants_format or kbs):
         return Plan(lambda: model.stream(messages, params, None))
-    raise GenerationError(
-        "tools, response_format and knowledge bases need the agent (hearth.agent), which is not installed here",
-        "send a plain chat request",
-    )
+    if wants_tools or wants_format:
+        raise GenerationError(
+            "tools and response_format need the agent's constrained decoding (hearth.agent), not available here",
+            "send a plain chat request",
+        )
+    result = Plan(lambda: iter(()), kbs=kbs)
+    result.produce = lambda: _grounded(model, messages, params, kbs, top_k, result)
+    return result
+
+
+GROUNDING = (
+    "Answer the question using only the numbered passages below, and cite the passages you use like [1]. "
+    "If they do not contain the answer, say that it is not in the knowledge base.\n\n{passages}"
+)
+
+
+def _grounded(
+    model: ChatModel,
+    messages: list[dict[str, Any]],
+    params: GenerationSettings,
+    kbs: list[str],
+    top_k: int | None,
+    plan: Plan,
+) -> Iterator[Delta]:
+    """Retrieve from each knowledge base (the kb library's hybrid search), put the best passages in a
+    system message, and stream the answer; the passages become the response's ``citations``."""
+    from hearth.kb.retrieve import search
+
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    hits = []
+    for kb in kbs:
+        for r in search(kb, question, top_k).results:
+            hits.append((kb, r))
+    hits.sort(key=lambda h: h[1].score, reverse=True)
+    hits = hits[: top_k or 4]
+    plan.citations = [
+        {
+            "index": i,
+            "kb": kb,
+            "source": r.source,
+            "title": r.title,
+            "headings": list(r.headings),
+            "page": r.page,
+            "score": round(float(r.score), 4),
+            "text": r.text,
+        }
+        for i, (kb, r) in enumerate(hits, start=1)
+    ]
+    passages = "\n\n".join(f"[{c['index']}] ({c['title'] or c['source']}) {c['text']}" for c in plan.citations)
+    system = GROUNDING.format(passages=passages or "(no passages matched)")
+    grounded = [{"role": "system", "content": system}, *(m for m in messages if m["role"] != "system")]
+    yield from model.stream(grounded, params, None)

@@ -21,6 +21,8 @@ from hearth.errors import HearthError, NotFound
 from hearth.jobs import FINISHED, Job, JobManager
 from hearth.serve.keys import APIKey, Forbidden
 
+UPLOAD_CHUNK = 1 << 20
+
 router = APIRouter(prefix="/api", tags=["Hearth"])
 
 
@@ -94,6 +96,111 @@ async def job_events(job_id: str, request: Request, start: int = 0) -> Streaming
 
 
 # ---------------------------------------------------------------------------------------------
+# knowledge bases
+
+
+class CreateKB(BaseModel):
+    name: str = Field(description="letters, digits, - and _")
+    embedder: str | None = Field(None, description="default: kb.embedder from hearth.yaml")
+
+
+class SearchRequest(BaseModel):
+    query: str
+    k: int | None = Field(None, ge=1, le=100)
+    mode: str = Field("hybrid", description="hybrid, dense or text")
+
+
+@router.get("/kb")
+async def list_kbs(request: Request) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from hearth.kb.collection import list_collections
+
+    key = api_key(request)
+    metas = await run_in_threadpool(list_collections)
+    return [asdict(m) for m in metas if key is None or key.allows_kb(m.name)]
+
+
+@router.post("/kb", status_code=201)
+async def create_kb(req: CreateKB, request: Request) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from hearth.kb.collection import create
+
+    key = api_key(request)
+    if key is not None and not key.allows_kb(req.name):
+        raise Forbidden(f"this API key may not create knowledge base '{req.name}'", "use a key without kb limits")
+    return asdict(await run_in_threadpool(lambda: create(req.name, embedder=req.embedder)))
+
+
+@router.get("/kb/{name}")
+async def kb_detail(name: str, request: Request) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from hearth.kb.collection import list_docs, stats
+
+    check_kb(request, name)
+    info = await run_in_threadpool(stats, name)
+    docs = await run_in_threadpool(list_docs, name)
+    return {**asdict(info), "docs": [asdict(d) for d in docs]}
+
+
+@router.delete("/kb/{name}")
+async def drop_kb(name: str, request: Request) -> dict[str, Any]:
+    from hearth.kb.collection import drop
+
+    check_kb(request, name)
+    await run_in_threadpool(drop, name)
+    return {"deleted": name}
+
+
+@router.post("/kb/{name}/files", status_code=202)
+async def upload(name: str, request: Request, files: list[UploadFile]) -> dict[str, Any]:
+    """Upload files (multipart, field ``files``); each is refused with 413 over ``kb.max_file_mb``.
+    Ingest runs as a job: follow it at ``/api/jobs/{id}/events``."""
+    from hearth.jobs import start_ingest
+    from hearth.kb.collection import save_upload
+
+    check_kb(request, name)
+    limit_mb = request.app.state.settings.kb.max_file_mb
+    limit = int(limit_mb * 1024 * 1024)
+    saved = []
+    for f in files:
+        data = bytearray()
+        while chunk := await f.read(UPLOAD_CHUNK):
+            data += chunk
+            if len(data) > limit:  # stop reading at the limit: a huge upload never sits in memory
+                raise PayloadTooLarge(
+                    f"{f.filename} is over the {limit_mb:g} MB upload limit", "split it, or raise kb.max_file_mb"
+                )
+        saved.append(await run_in_threadpool(save_upload, name, f.filename or "upload", bytes(data)))
+    key = api_key(request)
+    job = await run_in_threadpool(start_ingest, jobs(request), name, saved, key.name if key else None)
+    return job.summary()
+
+
+@router.delete("/kb/{name}/docs/{doc:path}")
+async def remove_doc(name: str, doc: str, request: Request) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from hearth.kb.collection import remove
+
+    check_kb(request, name)
+    return asdict(await run_in_threadpool(remove, name, doc))
+
+
+@router.post("/kb/{name}/search")
+async def search_kb(name: str, req: SearchRequest, request: Request) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from hearth.kb.retrieve import search
+
+    check_kb(request, name)
+    result = await run_in_threadpool(lambda: search(name, req.query, req.k, mode=req.mode))  # type: ignore[arg-type]
+    return asdict(result)
+
+
+# ---------------------------------------------------------------------------------------------
 # training and runs
 
 
@@ -153,7 +260,3 @@ async def show_settings(request: Request) -> dict[str, Any]:
         if backend.get("api_key"):
             backend["api_key"] = "***"  # never echo secrets
     return data
-
-
-__all__ = ["PayloadTooLarge", "UploadFile", "check_kb", "router"]
-_ = Forbidden
