@@ -6,7 +6,8 @@ A model name is one of:
 - a path: a Hugging Face-format directory, a ``.safetensors`` file beside its ``config.json``, or a ``.gguf``
   file (converted once, like the bundled one);
 - ``remote:<backend>`` — a server from ``hearth.yaml`` (handled by ``backends``, not loaded here);
-- ``base+adapter`` — a base model above with a fine-tuned adapter from ``$HEARTH_HOME/adapters/`` on top.
+- ``base+adapter`` — a base model above with a fine-tuned adapter from ``$HEARTH_HOME/adapters/`` on top;
+- a from-scratch training run: ``runs/<id>``, its id, or its folder (loaded by ``hearth.scratch.load_run``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hearth import paths
 from hearth.errors import ModelError, ModelNotFound
 from hearth.models import adapters, bundled
 
-Kind = Literal["hf", "gguf", "remote"]
+Kind = Literal["hf", "gguf", "remote", "scratch"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ def resolve(name: str) -> ModelRef:
         return ModelRef(name=name, kind="gguf", path=bundled.gguf_path())
     if (pair := adapters.split_name(name)) is not None:
         return dataclasses.replace(resolve(pair[0]), adapter=adapters.find(pair[1]))
+    from hearth.scratch.load import find_run
+
+    if (run := find_run(name)) is not None:
+        return ModelRef(name=name, kind="scratch", path=run)
 
     candidate = Path(name).expanduser()
     if not candidate.exists():
@@ -154,6 +159,11 @@ def load(name: str) -> LoadedModel:
     ref = resolve(name)
     with _cache_lock:
         key = _cache_key(ref)
+        if key not in _cache and ref.kind == "scratch":
+            from hearth.scratch.load import load_run
+
+            model, tokenizer = load_run(key)
+            _cache[key] = LoadedModel(ref=ref, model=model, tokenizer=tokenizer, path=Path(key))
         if key not in _cache:
             _cache[key] = _load_hf(ref, hf_dir(ref).resolve())
         return _cache[key]
@@ -169,6 +179,8 @@ def forget(name: str | None = None) -> None:
 
 
 def _cache_key(ref: ModelRef) -> str:
+    if ref.kind == "scratch" and ref.path is not None:
+        return str(ref.path)
     key = str(hf_dir(ref).resolve())
     return f"{key}+{ref.adapter}" if ref.adapter else key
 

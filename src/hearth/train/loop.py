@@ -156,7 +156,8 @@ def train(
 
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    # cpu=True when there is no GPU: under torchrun / accelerate launch that selects DDP over gloo.
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     run.writable = run.writable and main
 

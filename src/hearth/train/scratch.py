@@ -51,7 +51,7 @@ def train_scratch(cfg: ScratchConfig) -> tuple[Run, TrainResult]:
     """Run a recipe into a new run folder; with several processes, all of them join one run."""
     from accelerate import PartialState
 
-    proc = PartialState()
+    proc = PartialState(cpu=not _has_gpu())
     docs = read_documents(cfg.data.path, cfg.data.doc_separator)
     splits = split_corpus(docs, cfg.data)
     cfg = cfg.model_copy(
@@ -74,7 +74,7 @@ def resume_scratch(ref: str | Path) -> tuple[Run, TrainResult]:
     """Continue a run from its last checkpoint; it ends where the uninterrupted run would have."""
     from accelerate import PartialState
 
-    proc = PartialState()
+    proc = PartialState(cpu=not _has_gpu())
     run = Run.open(ref, writable=proc.is_main_process)
     if run.meta.get("kind") != KIND:
         raise TrainError(
@@ -91,6 +91,12 @@ def resume_scratch(ref: str | Path) -> tuple[Run, TrainResult]:
         )
     tokenizer = load_tokenizer(run.root / "tokenizer")
     return run, _fit(cfg, run, tokenizer, splits, resume=True)
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _fit(cfg: ScratchConfig, run: Run, tokenizer: object, splits: Splits, resume: bool) -> TrainResult:
