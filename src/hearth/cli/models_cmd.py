@@ -68,6 +68,18 @@ def register(app: typer.Typer) -> None:
                 )
             print(f"wrote {insp.plot(report, plot)}")
 
+    @app.command("convert")
+    def convert(
+        source: str = typer.Argument(
+            ..., help="a .gguf, pytorch_model.bin, .pt checkpoint, a folder of .bin files, or a model name"
+        ),
+        out: str = typer.Option(..., "--out", "-o", help="a folder, or a file ending in .safetensors"),
+    ) -> None:
+        """Write a model's weights as safetensors (no pickles: nothing runs when it loads)."""
+        from hearth.models.convert import convert as run
+
+        print(f"wrote {run(source, out)}")
+
 
 def _print(report, rows, show_tensors: bool) -> None:
     from hearth.models.inspect import gigabytes
@@ -75,6 +87,8 @@ def _print(report, rows, show_tensors: bool) -> None:
     console = Console()
     console.print(f"[bold]{report.source}[/] ({report.format}) — [bold]{report.total_params:,}[/] parameters")
     arch = report.architecture
+    for key, value in report.extras.items():
+        console.print(f"[dim]checkpoint also holds[/] {key}: {value}")
     if arch.layers:
         console.print(
             f"layers {arch.layers} · hidden {arch.hidden} · heads {arch.heads} (kv {arch.kv_heads}) · head_dim {arch.head_dim} · context {arch.context} · vocab {arch.vocab}"

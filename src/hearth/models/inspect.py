@@ -95,6 +95,7 @@ class Report:
     tensors: list[TensorInfo] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
     context: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)  # what else a training checkpoint holds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,24 +105,98 @@ class Report:
 # reading headers
 
 
-def read(path: str | Path) -> tuple[list[TensorInfo], Architecture, str]:
-    """Tensors, architecture and format of a model file or folder, from headers only."""
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def read(path: str | Path) -> tuple[list[TensorInfo], Architecture, str, dict[str, Any]]:
+    """Tensors, architecture, format and (for training checkpoints) what else the file holds.
+
+    Headers only where the format has them (safetensors, GGUF); torch pickles are memory-mapped."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if files:
-            return _read_safetensors(files), _arch_from_config(path / "config.json"), "safetensors"
+            return _read_safetensors(files), _arch_from_config(path / "config.json"), "safetensors", {}
         ggufs = sorted(path.glob("*.gguf"))
         if ggufs:
             return read(ggufs[0])
-        raise ModelError(f"{path} holds no .safetensors or .gguf file", "point at a model folder or a weights file")
+        pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            tensors = [t for p in pickles for t in _read_pickle(p)[0]]
+            return tensors, _arch_from_config(path / "config.json"), "pytorch", {}
+        raise ModelError(
+            f"{path} holds no .safetensors, .gguf or .bin file", "point at a model folder or a weights file"
+        )
+    if path.name.endswith(".safetensors.index.json"):  # a sharded checkpoint's index
+        shards = sorted({path.parent / f for f in json.loads(path.read_text())["weight_map"].values()})
+        return _read_safetensors(shards), _arch_from_config(path.parent / "config.json"), "safetensors", {}
     if path.suffix == ".safetensors":
-        return _read_safetensors([path]), _arch_from_config(path.parent / "config.json"), "safetensors"
+        return _read_safetensors([path]), _arch_from_config(path.parent / "config.json"), "safetensors", {}
     if path.suffix == ".gguf":
-        return _read_gguf(path)
+        return (*_read_gguf(path), {})
+    if path.suffix in PICKLE_SUFFIXES:
+        tensors, extras = _read_pickle(path)
+        return tensors, _arch_from_config(path.parent / "config.json"), "pytorch", extras
     raise ModelError(
-        f"{path} is not a format the inspector reads", "use a .safetensors or .gguf file, or a model folder"
+        f"{path} is not a format the inspector reads",
+        "use .safetensors (or its .index.json), .gguf, pytorch_model.bin, a .pt checkpoint, or a model folder",
     )
+
+
+def load_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tensors of a torch pickle (``pytorch_model.bin``, ``checkpoint-N.pt``) and what else it holds.
+
+    Loaded with ``weights_only=True``: a pickle can run code, so anything beyond tensors and plain
+    containers is refused. Training checkpoints keep the weights under ``model``/``state_dict``; the
+    other entries (optimizer state, step, epoch…) are summarised, not returned as weights.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as exc:
+        if "weights_only" in str(exc) or isinstance(exc, pickle.UnpicklingError):
+            raise ModelError(
+                f"{path} holds Python objects beyond tensors; loading it could run code, so Hearth refuses",
+                "if you trust the file, load it yourself and re-save the weights: torch.save(model.state_dict(), 'weights.pt')",
+            ) from None
+        raise ModelError(f"{path} is not a readable PyTorch file ({exc})", "the file is corrupt or truncated") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of tensors", "save a state_dict instead")
+    for key in ("model", "state_dict", "model_state_dict", "module"):
+        if isinstance(obj.get(key), dict) and any(hasattr(v, "shape") for v in obj[key].values()):
+            rest = {k: _summary(v) for k, v in obj.items() if k != key}
+            return obj[key], rest
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    rest = {k: _summary(v) for k, v in obj.items() if k not in tensors}
+    if not tensors:
+        raise ModelError(
+            f"{path} holds no tensors (keys: {', '.join(map(str, obj))[:200]})", "is this a model checkpoint?"
+        )
+    return tensors, rest
+
+
+def _summary(value: Any) -> Any:
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        if "state" in value and "param_groups" in value:
+            return f"optimizer state ({len(value['state'])} parameters, {len(value['param_groups'])} groups)"
+        return f"dict with {len(value)} entries"
+    if hasattr(value, "shape"):
+        return f"tensor {list(value.shape)}"
+    return type(value).__name__
+
+
+def _read_pickle(path: Path) -> tuple[list[TensorInfo], dict[str, Any]]:
+    tensors, rest = load_state_dict(path)
+    infos = [
+        TensorInfo(name, list(t.shape), str(t.dtype).replace("torch.", ""), int(t.numel()), role_of(name))
+        for name, t in tensors.items()
+    ]
+    return infos, rest
 
 
 def _read_safetensors(files: list[Path]) -> list[TensorInfo]:
@@ -298,13 +373,13 @@ def memory_table(
 def inspect(source: str | Path, context: int | None = None) -> Report:
     """Inspect a model by name (``smollm2``, a folder under models/) or path."""
     path = _locate(source)
-    tensors, arch, fmt = read(path)
+    tensors, arch, fmt, extras = read(path)
     total = sum(t.params for t in tensors)
     groups = {role: 0 for role in ROLES}
     for t in tensors:
         groups[t.role] += t.params
     ctx = context or min(arch.context or 4096, 4096)
-    return Report(str(path), fmt, total, groups, arch, tensors, memory_table(total, arch, tensors, ctx), ctx)
+    return Report(str(path), fmt, total, groups, arch, tensors, memory_table(total, arch, tensors, ctx), ctx, extras)
 
 
 def estimate(params: int, context: int = 4096) -> Report:
