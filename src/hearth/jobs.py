@@ -53,10 +53,10 @@ class Job:
         if self._cancel.is_set():
             raise Cancelled()
 
-    def emit(self, kind: str = "progress", **data: Any) -> None:
+    def emit(self, event_type: str = "progress", /, **data: Any) -> None:
         """Record one event, e.g. ``emit(done=3, total=10, message="parsed a.pdf")``."""
         with self._changed:
-            self.events.append({"seq": len(self.events), "time": time.time(), "type": kind, **data})
+            self.events.append({"seq": len(self.events), "time": time.time(), **data, "type": event_type})
             self._changed.notify_all()
 
     def cancel(self) -> None:

@@ -15,7 +15,6 @@ import numpy as np
 import openai
 import pytest
 
-
 ASK = [{"role": "user", "content": "Name a colour."}]
 
 
