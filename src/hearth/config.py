@@ -75,6 +75,7 @@ class KBSettings(Section):
     max_query_chars: int = Field(2000, ge=1, description="longer search queries are refused (embedders read only the start)")
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank-fusion constant: larger = flatter blend of dense and full-text ranks")
     candidates: int = Field(50, ge=1, description="hits taken from each of dense and full-text search before fusion")
+    embed_threads: int | None = Field(None, ge=1, description="BLAS threads for the local embedder (empty = all cores; 1 is faster on a busy machine)")
 
 
 class ServerSettings(Section):

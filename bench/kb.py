@@ -1,0 +1,304 @@
+"""Knowledge-base benchmark: ingest speed, query latency at 100k chunks, delete time, dev-set recall.
+
+    python bench/kb.py            # full: 100k chunks (several minutes on 2 cores)
+    python bench/kb.py --quick    # 10k chunks, fewer queries (about a minute)
+
+1. Ingest: the Debian FAQ (English HTML, from Debian's `debian-faq` package, fetched with apt at bench
+   time and never committed) through the real pipeline with the default embedder: files/s, chunks/s.
+2. Recall@5 / MRR on the dev set (/work/shared/data/build_dev_qa.py) for dense, BM25 and hybrid. Each
+   question is also a heading in the corpus, so the question headings are stripped before indexing.
+3. Latency at N chunks (LanceDB): real FAQ chunk texts and their real USE vectors, repeated with a
+   numbered suffix and the vectors perturbed by Gaussian noise (sigma 0.05, renormalised), so the store
+   holds N distinct rows without embedding N texts. Store-side p50/p95 for dense, full-text, hybrid
+   (dense + full text + RRF), and separately the query-embedding time.
+4. Delete: one document of ~10 MB of text (its chunks) inside the N-chunk table; time to delete it and
+   check that a search no longer returns it.
+Writes bench/results/kb-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEV_SCRIPT = Path("/work/shared/data/build_dev_qa.py")
+
+
+def fetch_faq(work: Path) -> tuple[Path, Path]:
+    """Download debian-faq with apt, unpack it, build the QA set; returns (FAQ html dir, qa.jsonl)."""
+    work.mkdir(parents=True, exist_ok=True)
+    debs = glob.glob(str(work / "debian-faq_*.deb"))
+    if not debs:
+        subprocess.run(["apt-get", "download", "debian-faq"], cwd=work, check=True, capture_output=True)
+        debs = glob.glob(str(work / "debian-faq_*.deb"))
+    root = work / "root"
+    if not root.exists():
+        subprocess.run(["dpkg", "-x", debs[0], str(root)], check=True)
+    out = work / "qa"
+    subprocess.run([sys.executable, str(DEV_SCRIPT), str(root), str(out)], check=True, capture_output=True)
+    return root / "usr/share/doc/debian/FAQ", out / "debian_faq_en_qa.jsonl"
+
+
+def strip_question_headings(src: Path, dst: Path) -> int:
+    """Copy the English FAQ pages without the leaf sections' h2 headings (the questions)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    dst.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for f in sorted(src.glob("*.en.html")):
+        if f.name.startswith(("index", "faqinfo")):
+            continue
+        tree = LexborHTMLParser(f.read_text(encoding="utf-8"))
+        for div in tree.css("div.section"):
+            if div.css_first("div.section") is not None:
+                continue
+            h = div.css_first("h2.title")
+            if h is not None:
+                h.decompose()
+                removed += 1
+        (dst / f.name).write_text(tree.html or "", encoding="utf-8")
+    return removed
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000.0, q))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10k chunks and fewer queries")
+    ap.add_argument("--chunks", type=int, default=None, help="rows for the latency test (default 100k, quick 10k)")
+    ap.add_argument("--work", default="/tmp/hearth-bench-kb", help="scratch folder (FAQ download, stores)")
+    args = ap.parse_args()
+    n_rows = args.chunks or (10_000 if args.quick else 100_000)
+    n_queries = 50 if args.quick else 200
+    work = Path(args.work)
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ["HEARTH_HOME"] = str(home)
+
+    from hearth import paths
+    from hearth.config import settings
+    from hearth.eval.retrieval import evaluate, read_qa
+    from hearth.kb import collection as kc
+    from hearth.kb.fulltext import tokenize
+    from hearth.kb.retrieve import rrf
+    from hearth.kb.store import Filter, Row
+    from hearth.kb.store_lancedb import LanceStore
+
+    paths.set_home(home)
+    results: dict = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),  # other work on the machine inflates every number below
+        "embed_threads": settings().kb.embed_threads,
+        "quick": args.quick,
+    }
+
+    # 1 + 2: real ingest of the FAQ and dev-set recall ---------------------------------------------
+    faq_dir, qa_file = fetch_faq(work / "faq")
+    corpus = work / "faq-stripped"
+    shutil.rmtree(corpus, ignore_errors=True)
+    removed = strip_question_headings(faq_dir, corpus)
+    kc.create("faq")
+    kc.open_collection("faq").embedder.embed(["warm up"])  # model load is not ingest speed
+    rep = kc.add("faq", [corpus])
+    size = sum(f.stat().st_size for f in corpus.iterdir())
+    results["ingest"] = {
+        "corpus": f"Debian FAQ (English HTML, {len(rep.added)} files, {size / 1e6:.2f} MB, {removed} question headings stripped)",
+        "chunks": rep.chunks_added,
+        "seconds": round(rep.seconds, 2),
+        "chunks_per_s": round(rep.chunks_per_s, 1),
+        "chunk_tokens": settings().kb.chunk_tokens,
+        "failed": rep.failed,
+    }
+    print(
+        f"ingest: {rep.chunks_added} chunks in {rep.seconds:.1f} s = {rep.chunks_per_s:.0f} chunks/s ({settings().kb.chunk_tokens}-token chunks)"
+    )
+
+    # the same corpus with small chunks, where ~1,000 chunks/s is about USE's sentence speed
+    kc.create("faq64", chunk_tokens=64, chunk_overlap=8)
+    rep64 = kc.add("faq64", [corpus])
+    results["ingest_64_token_chunks"] = {
+        "chunks": rep64.chunks_added,
+        "seconds": round(rep64.seconds, 2),
+        "chunks_per_s": round(rep64.chunks_per_s, 1),
+    }
+    print(
+        f"ingest (64-token chunks): {rep64.chunks_added} chunks in {rep64.seconds:.1f} s = {rep64.chunks_per_s:.0f} chunks/s"
+    )
+
+    recall = {}
+    for mode in ("dense", "text", "hybrid"):
+        r = evaluate("faq", qa_file, k=5, mode=mode, save=mode == "hybrid")
+        recall[mode] = {k: round(v, 3) for k, v in r.metrics.items()}
+        print(
+            f"dev set {mode:>6}: recall@5 {r.metrics['recall@5']:.3f}  MRR {r.metrics['mrr']:.3f}  nDCG@5 {r.metrics['ndcg@5']:.3f}"
+        )
+    results["dev_set"] = {"questions": len(read_qa(qa_file)), "by_mode": recall}
+
+    # 3: latency at n_rows -----------------------------------------------------------------------
+    coll = kc.open_collection("faq")
+    emb = coll.embedder
+    base = (
+        coll.store._table.search()
+        .select(["text", "tokens", "vector", "title", "headings", "source"])
+        .limit(None)
+        .to_arrow()
+        .to_pylist()
+    )
+    rng = np.random.default_rng(0)
+    store_dir = work / "lat"
+    shutil.rmtree(store_dir, ignore_errors=True)
+    store = LanceStore(store_dir, emb.dim)
+    t0 = time.perf_counter()
+    batch: list[Row] = []
+    for i in range(n_rows):
+        b = base[i % len(base)]
+        v = np.asarray(b["vector"], np.float32) + rng.normal(0, 0.05, emb.dim).astype(np.float32)
+        text = f"{b['text']} (copy {i})"
+        batch.append(
+            Row(
+                f"syn{i // 50}:{i % 50}",
+                f"syn{i // 50}",
+                b["source"],
+                b["title"],
+                b["headings"],
+                0,
+                i % 50,
+                text,
+                b["tokens"] + f" copy{i}",
+                ",syn,",
+                20240101,
+                "x",
+                emb.id,
+                v / np.linalg.norm(v),
+            )
+        )
+        if len(batch) == 10_000:
+            store.add(batch)
+            batch = []
+    if batch:
+        store.add(batch)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store.optimize()  # FTS index + IVF-HNSW vector index (n >= 20k)
+    index_s = time.perf_counter() - t0
+    print(f"latency store: {store.count()} rows loaded in {load_s:.1f} s, indexes built in {index_s:.1f} s")
+
+    questions = [q["question"] for q in read_qa(qa_file)]
+    questions = (questions * (n_queries // len(questions) + 1))[:n_queries]
+    t0 = time.perf_counter()
+    qvecs = emb.embed(questions, kind="query")
+    embed_ms = (time.perf_counter() - t0) / len(questions) * 1000
+    qtoks = [tokenize(q) for q in questions]
+    cand = settings().kb.candidates
+
+    def timed(fn) -> list[float]:  # type: ignore[no-untyped-def]
+        for i in range(5):
+            fn(i)  # warm caches
+        out = []
+        for i in range(len(questions)):
+            t = time.perf_counter()
+            fn(i)
+            out.append(time.perf_counter() - t)
+        return out
+
+    dense_t = timed(lambda i: store.search_dense(qvecs[i], cand))
+    text_t = timed(lambda i: store.search_text(qtoks[i], cand))
+
+    def hybrid(i: int) -> None:
+        d = store.search_dense(qvecs[i], cand)
+        t = store.search_text(qtoks[i], cand)
+        rrf([[h.id for h in d], [h.id for h in t]])
+
+    hybrid_t = timed(hybrid)
+    filt_t = timed(lambda i: store.search_dense(qvecs[i], cand, Filter(tag="syn")))
+    lat = {
+        name: {"p50_ms": round(pct(v, 50), 2), "p95_ms": round(pct(v, 95), 2)}
+        for name, v in (
+            ("dense", dense_t),
+            ("full_text", text_t),
+            ("hybrid", hybrid_t),
+            ("dense_with_tag_filter", filt_t),
+        )
+    }
+    results["latency"] = {
+        "rows": store.count(),
+        "how": "FAQ chunk texts + real USE vectors, repeated with numbered suffixes, vectors + N(0, 0.05) noise, renormalised",
+        "candidates_per_list": cand,
+        "query_embedding_ms": round(embed_ms, 2),
+        "load_s": round(load_s, 1),
+        "index_build_s": round(index_s, 1),
+        **lat,
+    }
+    for name, v in lat.items():
+        print(f"{name:>22}: p50 {v['p50_ms']:.2f} ms  p95 {v['p95_ms']:.2f} ms")
+    print(f"{'query embedding':>22}: {embed_ms:.2f} ms per query (USE, batched)")
+
+    # 4: delete a 10 MB document -----------------------------------------------------------------
+    rows = []
+    total = 0
+    i = 0
+    while total < 10 * 1024 * 1024:
+        b = base[i % len(base)]
+        t = b["text"] + f" bigdoc part {i}"
+        total += len(t.encode("utf-8"))
+        v = np.asarray(b["vector"], np.float32)
+        rows.append(
+            Row(
+                f"bigdoc:{i}",
+                "bigdoc",
+                "/big.txt",
+                "big",
+                "",
+                0,
+                i,
+                t,
+                b["tokens"] + " bigdocmarker",
+                "",
+                0,
+                "x",
+                emb.id,
+                v,
+            )
+        )
+        i += 1
+    store.add(rows)
+    store.optimize()
+    assert store.search_text("bigdocmarker", 5)
+    t0 = time.perf_counter()
+    store.delete_docs(["bigdoc"])
+    delete_s = time.perf_counter() - t0
+    gone = not store.search_text("bigdocmarker", 5) and all(
+        h.doc_id != "bigdoc" for h in store.search_dense(rows[0].vector, 20)
+    )
+    results["delete_10mb_document"] = {
+        "chunks": len(rows),
+        "bytes": total,
+        "seconds": round(delete_s, 3),
+        "never_returned_after": gone,
+    }
+    print(f"delete 10 MB document ({len(rows)} chunks): {delete_s * 1000:.0f} ms; returned afterwards: {not gone}")
+
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"kb-{'quick-' if args.quick else ''}{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    results["load_average_at_end"] = os.getloadavg()
+    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(f"wrote {out} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()
