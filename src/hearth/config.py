@@ -78,6 +78,23 @@ class KBSettings(Section):
     embed_threads: int | None = Field(None, ge=1, description="BLAS threads for the local embedder (empty = all cores; 1 is faster on a busy machine)")
 
 
+class AgentSettings(Section):
+    system_prompt: str = Field(
+        "You are Hearth, a helpful assistant. Answer briefly.", description="system message of every chat"
+    )
+    max_steps: int = Field(4, ge=1, le=20, description="most model turns in one answer when tools are called")
+    tool_timeout: float = Field(30.0, gt=0, description="seconds a tool may run before its call fails")
+    disabled_tools: list[str] = Field(
+        default_factory=list, description="tool names never offered to a model (e.g. kb_add_text, fs__write_file)"
+    )
+    folders: list[str] = Field(
+        default_factory=list, description="folders the read_file tool may read (empty = the tool is off)"
+    )
+    context_share: float = Field(
+        0.6, gt=0, le=0.95, description="part of the context window that retrieved passages may fill"
+    )
+
+
 class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="address to bind; anything but loopback should have API keys on")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
@@ -99,6 +116,7 @@ class Settings(Section):
     )
     kb: KBSettings = Field(default_factory=KBSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     mcp_servers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="MCP servers (command/args/env or url/headers)"
     )

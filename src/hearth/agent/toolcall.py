@@ -1,0 +1,333 @@
+"""One model turn with tools, in the OpenAI tool-call format, for any backend.
+
+``complete_with_tools`` is what the HTTP server calls for ``/v1/chat/completions`` with ``tools``:
+it streams ``Delta``s whose last one carries ``tool_calls`` in OpenAI shape (``id``, ``type:
+function``, ``function: {name, arguments}`` with arguments as a JSON string) and
+``finish_reason='tool_calls'``. The client runs the tools; the chat loop in ``loop.py`` runs them
+itself.
+
+Local models speak the Hermes/Qwen format (``<tool_call>{"name": …, "arguments": …}</tool_call>``,
+results in ``<tool_response>``). Their chat template renders the tools when it knows how; otherwise
+(SmolLM2's template has no tools) we describe them in the system message. Calls are
+grammar-constrained with xgrammar, so even the 135M default emits arguments that parse against the
+schema: a forced call (``required`` or a named tool) is decoded as JSON only, starting after a
+prefix written into the prompt (no decode steps spent on text the grammar fixes anyway); ``auto``
+lets the model write text until it opens ``<tool_call>``. ``response_format: json_schema`` uses the
+same machinery. Remote OpenAI-compatible servers get ``tools``/``tool_choice``/``response_format``
+passed through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hearth.config import GenerationSettings
+from hearth.errors import GenerationError
+from hearth.models.generate import Delta, Usage
+
+CALL_OPEN = "<tool_call>"
+CALL_CLOSE = "</tool_call>"
+_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.DOTALL)
+
+ToolChoice = str | dict[str, Any] | None
+
+
+# ---------------------------------------------------------------------------------------------
+# tool_choice and tool lists
+
+
+def chosen_tool(tool_choice: ToolChoice) -> str | None:
+    """The tool name a named ``tool_choice`` forces ({"type": "function", "function": {"name": …}})."""
+    if isinstance(tool_choice, dict):
+        fn = tool_choice.get("function") or {}
+        name = fn.get("name") or tool_choice.get("name")
+        if not name:
+            raise GenerationError(
+                f"tool_choice {tool_choice!r} names no function",
+                'use "auto", "none", "required" or {"type": "function", "function": {"name": "…"}}',
+            )
+        return str(name)
+    return None
+
+
+def normalize_choice(tool_choice: ToolChoice, tools: Sequence[dict[str, Any]] | None) -> ToolChoice:
+    """Check ``tool_choice`` against the tools given; default 'auto' with tools, 'none' without."""
+    if not tools:
+        if tool_choice not in (None, "none", "auto"):
+            raise GenerationError("tool_choice asks for a tool but no tools were given", "send `tools` with the request")
+        return "none"
+    if tool_choice is None:
+        return "auto"
+    name = chosen_tool(tool_choice)
+    if name is not None:
+        if name not in tool_names(tools):
+            raise GenerationError(
+                f"tool_choice names '{name}', which is not among the tools given",
+                f"choose one of: {', '.join(tool_names(tools))}",
+            )
+        return tool_choice
+    if tool_choice not in ("auto", "none", "required"):
+        raise GenerationError(f"tool_choice {tool_choice!r} is not valid", 'use "auto", "none", "required" or a named function')
+    return tool_choice
+
+
+def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
+    return [t["function"]["name"] for t in tools]
+
+
+def _parameters(tool: dict[str, Any]) -> dict[str, Any]:
+    return tool["function"].get("parameters") or {"type": "object", "properties": {}}
+
+
+def new_call(name: str, arguments: Any) -> dict[str, Any]:
+    """A tool call in OpenAI shape; ``arguments`` is always a JSON string."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def parse_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Split model text into (content before the first call, OpenAI tool calls) — Hermes/Qwen format.
+
+    A block whose JSON does not parse is left as text: it is not a call we could run.
+    """
+    calls: list[dict[str, Any]] = []
+    for match in _CALL_RE.finditer(text):
+        try:
+            data = json.loads(match.group(1))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            calls.append(new_call(data["name"], data.get("arguments", data.get("parameters", {}))))
+    if not calls:
+        return text, []
+    return text[: text.find(CALL_OPEN)].rstrip(), calls
+
+
+# ---------------------------------------------------------------------------------------------
+# messages for a local template
+
+
+def tools_system_text(tools: Sequence[dict[str, Any]]) -> str:
+    """How Hermes-format models are told about tools (the same words Qwen's template uses)."""
+    listing = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    return (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+        f"{listing}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+        "</tool_call>"
+    )
+
+
+def template_knows_tools(tokenizer: Any) -> bool:
+    return "tools" in str(getattr(tokenizer, "chat_template", "") or "")
+
+
+def local_messages(
+    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None, native_tools: bool
+) -> list[dict[str, Any]]:
+    """OpenAI messages → messages a plain ChatML template can render.
+
+    Assistant ``tool_calls`` become ``<tool_call>`` text and ``tool`` results become user turns in
+    ``<tool_response>`` — what Hermes-format models were trained on. Content is always a string.
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role", "user")
+        content = _text(m.get("content"))
+        if role == "assistant" and m.get("tool_calls") and not native_tools:
+            blocks = [
+                f'{CALL_OPEN}\n{{"name": "{c["function"]["name"]}", "arguments": {c["function"].get("arguments") or "{}"}}}\n{CALL_CLOSE}'
+                for c in m["tool_calls"]
+            ]
+            out.append({"role": "assistant", "content": "\n".join([content, *blocks]).strip()})
+        elif role == "tool" and not native_tools:
+            block = f"<tool_response>\n{content}\n</tool_response>"
+            if out and out[-1]["role"] == "user" and out[-1]["content"].startswith("<tool_response>"):
+                out[-1]["content"] += "\n" + block  # consecutive results share one turn, as in Qwen's template
+            else:
+                out.append({"role": "user", "content": block})
+        else:
+            item = {k: v for k, v in m.items() if k != "content"}
+            item["content"] = content
+            out.append(item)
+    if tools and not native_tools:
+        text = tools_system_text(tools)
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{text}"}
+        else:
+            out.insert(0, {"role": "system", "content": text})
+    return out
+
+
+def _text(content: Any) -> str:
+    """OpenAI content may be a string, None, or a list of parts; we keep the text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
+    return str(content)
+
+
+# ---------------------------------------------------------------------------------------------
+# one turn
+
+
+def complete_with_tools(
+    chat_model: Any,
+    messages: Sequence[dict[str, Any]],
+    params: GenerationSettings,
+    tools: Sequence[dict[str, Any]] | None = None,
+    tool_choice: ToolChoice = None,
+    response_format: dict[str, Any] | None = None,
+) -> Iterator[Delta]:
+    """Stream one assistant turn. The last Delta carries ``tool_calls`` (OpenAI shape) if the model
+    called tools, with ``finish_reason='tool_calls'``; text deltas before it are the content."""
+    tools = list(tools or [])
+    choice = normalize_choice(tool_choice, tools)
+    if getattr(chat_model, "kind", "") == "remote":
+        yield from _remote(chat_model, messages, params, tools, choice, response_format)
+        return
+    if hasattr(chat_model, "tokenizer") and hasattr(chat_model, "model"):
+        yield from _local(chat_model, messages, params, tools, choice, response_format)
+        return
+    # Other engines (llama.cpp): describe the tools in the prompt and parse what comes back.
+    shown = tools if choice != "none" else []
+    yield from _parse_stream(chat_model.stream(local_messages(messages, shown, False), params))
+
+
+def _local(
+    chat_model: Any,
+    messages: Sequence[dict[str, Any]],
+    params: GenerationSettings,
+    tools: list[dict[str, Any]],
+    choice: ToolChoice,
+    response_format: dict[str, Any] | None,
+) -> Iterator[Delta]:
+    from hearth.agent import constrain
+    from hearth.models import generate
+
+    tokenizer = chat_model.tokenizer
+    native = template_knows_tools(tokenizer)
+    shown = tools if choice != "none" else []
+    msgs = local_messages(messages, shown, native)
+    prompt = generate.render_prompt(tokenizer, msgs, shown if native else None)
+    eos = generate.stop_token_ids(chat_model.model, tokenizer)
+    comp = constrain.compiler(tokenizer, int(chat_model.model.config.vocab_size), eos)
+
+    forced = chosen_tool(choice)
+    if choice == "required" or forced:
+        if forced:
+            tool = next(t for t in tools if t["function"]["name"] == forced)
+            prefix = f'{CALL_OPEN}\n{{"name": "{forced}", "arguments": '
+            schema = _parameters(tool)
+        else:
+            prefix = f"{CALL_OPEN}\n"
+            schema = {"anyOf": [_call_schema(t) for t in tools]}
+        proc = constrain.GrammarProcessor(constrain.json_grammar(comp, schema))
+        completion = generate.collect(chat_model.stream(msgs, params, logits_processors=[proc], prompt=prompt + prefix))
+        usage = completion.usage
+        try:
+            data = json.loads(completion.text)
+        except json.JSONDecodeError:
+            # Only possible when max_tokens cut the JSON short: say so rather than invent a call.
+            raise GenerationError(
+                f"the tool call was cut off after {usage.completion_tokens} tokens: {completion.text!r}",
+                "raise max_tokens so the arguments fit",
+            ) from None
+        call = new_call(forced, data) if forced else new_call(data["name"], data.get("arguments", {}))
+        yield Delta("", finish_reason="tool_calls", usage=usage, tool_calls=[call])
+        return
+
+    processors = []
+    if shown:
+        processors.append(constrain.GrammarProcessor(constrain.tool_call_grammar(comp, shown)))
+    elif response_format and response_format.get("type") in ("json_schema", "json_object"):
+        schema = None
+        if response_format["type"] == "json_schema":
+            spec = response_format.get("json_schema") or {}
+            schema = spec.get("schema", spec if "properties" in spec or "type" in spec else None)
+        processors.append(constrain.GrammarProcessor(constrain.json_grammar(comp, schema)))
+    stream = chat_model.stream(msgs, params, logits_processors=processors, prompt=prompt)
+    yield from _parse_stream(stream) if shown else stream
+
+
+def _call_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"name": {"const": tool["function"]["name"]}, "arguments": _parameters(tool)},
+        "required": ["name", "arguments"],
+    }
+
+
+def _parse_stream(deltas: Iterator[Delta]) -> Iterator[Delta]:
+    """Pass text through until a ``<tool_call>`` may be starting; then hold it, and parse at the end."""
+    text = ""
+    sent = 0
+    last = Delta(finish_reason="stop", usage=Usage())
+    for delta in deltas:
+        text += delta.text
+        if delta.finish_reason is not None:
+            last = delta
+            break
+        cut = text.find(CALL_OPEN)
+        if cut == -1:
+            cut = len(text) - _partial_open(text)
+        if cut > sent:
+            yield Delta(text[sent:cut])
+            sent = cut
+    content, calls = parse_calls(text)
+    if calls:
+        rest = content[sent:] if len(content) > sent else ""
+        yield Delta(rest, finish_reason="tool_calls", usage=last.usage, tool_calls=calls)
+    else:
+        yield Delta(text[sent:], finish_reason=last.finish_reason, usage=last.usage)
+
+
+def _partial_open(text: str) -> int:
+    for n in range(min(len(CALL_OPEN) - 1, len(text)), 0, -1):
+        if text.endswith(CALL_OPEN[:n]):
+            return n
+    return 0
+
+
+def _remote(
+    chat_model: Any,
+    messages: Sequence[dict[str, Any]],
+    params: GenerationSettings,
+    tools: list[dict[str, Any]],
+    choice: ToolChoice,
+    response_format: dict[str, Any] | None,
+) -> Iterator[Delta]:
+    """Pass tools through to an OpenAI-compatible server; the backend already parses streamed calls."""
+    if not tools and not response_format:
+        yield from chat_model.stream(messages, params)
+        return
+    from hearth.errors import BackendError
+
+    body: dict[str, Any] = dict(chat_model._request(params))
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = choice
+    if response_format:
+        body["response_format"] = response_format
+    try:
+        resp = chat_model.client.chat.completions.create(messages=list(messages), stream=False, **body)
+    except Exception as exc:  # the openai client's errors: connection, status
+        raise BackendError(f"{chat_model.backend.base_url} failed: {exc}", "check the backend in hearth.yaml") from None
+    choice0 = resp.choices[0]
+    calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+        for c in (choice0.message.tool_calls or [])
+    ]
+    usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens) if resp.usage else Usage()
+    if choice0.message.content:
+        yield Delta(choice0.message.content)
+    yield Delta("", finish_reason=choice0.finish_reason or "stop", usage=usage, tool_calls=calls or None)
