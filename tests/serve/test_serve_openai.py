@@ -195,3 +195,89 @@ def _metric(server: Any, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} missing from /metrics")
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_forced_tool_call_and_round_trip(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="smollm2", messages=ASK_WEATHER, tools=[WEATHER], tool_choice="required", max_tokens=40
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.id and call.type == "function" and call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    # the round trip: assistant turn with content null + tool result, then a plain answer
+    follow = client.chat.completions.create(
+        model="smollm2",
+        messages=[
+            *ASK_WEATHER,
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 21, "sky": "sunny"}'},
+        ],
+        tools=[WEATHER],
+        tool_choice="none",
+        max_tokens=12,
+    )
+    assert follow.choices[0].message.content and not follow.choices[0].message.tool_calls
+
+
+def test_streamed_tool_call_deltas(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2",
+            messages=ASK_WEATHER,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=40,
+            stream=True,
+        )
+    )
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert calls and calls[0].index == 0 and calls[0].id and calls[0].type == "function"
+    assert calls[0].function.name == "get_weather"
+    args = "".join(tc.function.arguments or "" for tc in calls)
+    assert "city" in json.loads(args)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+def test_response_format_json_schema(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    r = client.chat.completions.create(
+        model="smollm2",
+        messages=ASK,
+        max_tokens=30,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert isinstance(json.loads(r.choices[0].message.content)["colour"], str)
+
+
+def test_langchain_tools_and_structured_output(server: Any) -> None:
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """Current weather in a city"""
+
+        city: str
+
+    llm = ChatOpenAI(base_url=server.url + "/v1", api_key="not-needed", model="smollm2", max_tokens=40, temperature=0)
+    msg = llm.bind_tools([Weather], tool_choice="Weather").invoke("What is the weather in Paris?")
+    assert msg.tool_calls and msg.tool_calls[0]["name"] == "Weather"
+    assert isinstance(msg.tool_calls[0]["args"]["city"], str)
+    out = llm.with_structured_output(Weather).invoke("What is the weather in Paris?")
+    assert isinstance(out, Weather) and out.city

@@ -164,6 +164,8 @@ def create_app(
         response.set_cookie(COOKIE, key, httponly=True, samesite="strict")
         return response
 
+    if demo:
+        start_demo_kb(app.state.jobs)
     if mcp:
         _mount_mcp(app)
     if ui:
@@ -172,6 +174,26 @@ def create_app(
         app = web.mount(app)
     app.add_middleware(KeyMiddleware, required=settings.server.require_keys)
     return app
+
+
+DEMO_KB = "hearth-docs"
+
+
+def start_demo_kb(jobs: Any) -> None:
+    """At first start, ingest Hearth's own README and docs as the 'hearth-docs' knowledge base
+    (in the background: the server answers meanwhile), so there is something to ask right away."""
+    from hearth.jobs import recipes_dir, start_ingest
+    from hearth.kb.collection import create, list_collections
+
+    if any(c.name == DEMO_KB for c in list_collections()):
+        return
+    root = recipes_dir().parent
+    files = [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+    if not files:
+        return
+    create(DEMO_KB)
+    start_ingest(jobs, DEMO_KB, list(files))
+    log.info("ingesting %d docs into the demo knowledge base '%s'", len(files), DEMO_KB)
 
 
 def _mount_mcp(app: FastAPI) -> None:

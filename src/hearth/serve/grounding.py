@@ -42,10 +42,15 @@ def plan(
     if not (wants_tools or wants_format or kbs):
         return Plan(lambda: model.stream(messages, params, None))
     if wants_tools or wants_format:
-        raise GenerationError(
-            "tools and response_format need the agent's constrained decoding (hearth.agent), not available here",
-            "send a plain chat request",
-        )
+        if kbs:
+            raise GenerationError(
+                "knowledge bases and tools/response_format in one request are not supported yet",
+                "send the knowledge-base question and the tool call as separate requests",
+            )
+        from hearth.agent.toolcall import complete_with_tools
+
+        # grammar-constrained decoding on local models; passed through to remote servers
+        return Plan(lambda: complete_with_tools(model, messages, params, tools, tool_choice, response_format))
     result = Plan(lambda: iter(()), kbs=kbs)
     result.produce = lambda: _grounded(model, messages, params, kbs, top_k, result)
     return result
