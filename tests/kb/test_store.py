@@ -1,4 +1,4 @@
-"""One store test-suite, run against every engine: LanceDB (directory) and Milvus (Milvus Lite file).
+"""One store test-suite, run against every engine: LanceDB (directory), Milvus (Milvus Lite file), FAISS, Chroma.
 
 A new engine (FAISS, Chroma) joins by adding its name to ENGINES below and passing these tests.
 """
@@ -13,7 +13,7 @@ import pytest
 from hearth.kb.fulltext import tokenize
 from hearth.kb.store import Filter, Row, open_store
 
-ENGINES = ["lancedb", "milvus"]
+ENGINES = ["lancedb", "milvus", "faiss", "chroma"]
 DIM = 8
 
 
@@ -142,3 +142,18 @@ def test_new_rows_searchable_before_optimize(store) -> None:  # type: ignore[no-
 
 def test_empty_text_query(store) -> None:  # type: ignore[no-untyped-def]
     assert store.search_text("", 5) == []
+
+
+def test_reopen_reads_everything_back(store, tmp_path: Path, milvus_dir: Path, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    store.delete_docs(["it"])
+    store.add([_row("new", 0, "The canteen opens at half past eleven.", _basis(4))])
+    store.close()
+    where = milvus_dir if store.engine == "milvus" else tmp_path
+    again = open_store(store.engine, where, f"t_{request.node.name}", DIM)
+    try:
+        assert again.doc_chunk_counts() == {"hr": 2, "new": 1}
+        assert again.search_dense(np.asarray(_basis(4), np.float32), 1)[0].id == "new:0"
+        assert [h.id for h in again.search_text(tokenize("年假"), 3)] == ["hr:1"]
+        assert again.search_text(tokenize("password"), 3) == []
+    finally:
+        again.close()

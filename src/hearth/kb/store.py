@@ -1,6 +1,6 @@
 """The ``VectorStore`` protocol every engine implements, the row and hit records, and metadata filters.
 
-Engines live one per module (``store_lancedb.py``, ``store_milvus.py``; FAISS and Chroma can follow) and
+Engines live one per module (``store_lancedb.py``, ``store_milvus.py``, ``store_faiss.py``, ``store_chroma.py``) and
 are opened by name with ``open_store``. The protocol is deliberately small: add rows, delete whole
 documents, dense search, full-text search over the pre-tokenized column (see ``fulltext.py``), and the
 per-document chunk counts that make the store the source of truth when the manifest is repaired.
@@ -20,7 +20,7 @@ import numpy as np
 
 from hearth.errors import ConfigError, KBError
 
-ENGINES = ("lancedb", "milvus")
+ENGINES = ("lancedb", "milvus", "faiss", "chroma")
 
 
 @dataclass
@@ -165,4 +165,12 @@ def open_store(engine: str, directory: Path, name: str, dim: int, uri: str | Non
         from hearth.kb.store_milvus import MilvusStore
 
         return MilvusStore(uri or str(directory / "milvus.db"), name, dim)
+    if engine == "faiss":
+        from hearth.kb.store_faiss import FaissStore
+
+        return FaissStore(directory / "faiss", dim)
+    if engine == "chroma":
+        from hearth.kb.store_chroma import ChromaStore
+
+        return ChromaStore(directory / "chroma", dim)
     raise ConfigError(f"kb.store '{engine}' is not available yet", f"use one of: {', '.join(ENGINES)}")
