@@ -93,6 +93,10 @@ class AgentSettings(Section):
     context_share: float = Field(
         0.6, gt=0, le=0.95, description="part of the context window that retrieved passages may fill"
     )
+    score_threshold: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="grounded chat: best passage similarity below this = 'not found' (used when kb.score_threshold is 0)",
+    )
 
 
 class ServerSettings(Section):

@@ -58,7 +58,9 @@ def normalize_choice(tool_choice: ToolChoice, tools: Sequence[dict[str, Any]] | 
     """Check ``tool_choice`` against the tools given; default 'auto' with tools, 'none' without."""
     if not tools:
         if tool_choice not in (None, "none", "auto"):
-            raise GenerationError("tool_choice asks for a tool but no tools were given", "send `tools` with the request")
+            raise GenerationError(
+                "tool_choice asks for a tool but no tools were given", "send `tools` with the request"
+            )
         return "none"
     if tool_choice is None:
         return "auto"
@@ -71,7 +73,9 @@ def normalize_choice(tool_choice: ToolChoice, tools: Sequence[dict[str, Any]] | 
             )
         return tool_choice
     if tool_choice not in ("auto", "none", "required"):
-        raise GenerationError(f"tool_choice {tool_choice!r} is not valid", 'use "auto", "none", "required" or a named function')
+        raise GenerationError(
+            f"tool_choice {tool_choice!r} is not valid", 'use "auto", "none", "required" or a named function'
+        )
     return tool_choice
 
 

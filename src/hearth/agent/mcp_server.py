@@ -1,0 +1,176 @@
+"""Hearth as an MCP server (official ``mcp`` SDK): the knowledge base and grounded answers as tools.
+
+``build_server()`` returns the SDK's ``MCPServer``; ``hearth mcp serve`` runs it over stdio and the
+HTTP server mounts ``http_app()`` (streamable HTTP) at ``/mcp``. Tools: ``kb_search``,
+``kb_list_documents``, ``kb_add_text``, ``ask`` (a grounded answer with its citations). Documents are
+resources: ``hearth://kb`` lists them, ``hearth://kb/{collection}/{doc_id}`` reads one.
+
+The SDK does the protocol: it validates arguments against each tool's schema, turns a tool's
+exception into an ``isError`` result, answers an unknown tool with an error result, and answers
+unknown methods (including the 2.x clients' ``server/discover`` probe, when talking the older
+protocol) with JSON-RPC -32601 at once, so clients connect without a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hearth import __version__
+
+INSTRUCTIONS = (
+    "Hearth's knowledge base. Use kb_search to find passages (each with its source, heading path and page), "
+    "ask for a grounded answer with numbered citations, kb_list_documents to see what is there, and "
+    "kb_add_text to store a note."
+)
+
+
+def kb_search(query: str, collection: str = "", k: int = 5) -> dict[str, Any]:
+    """Search the knowledge base; passages come best first with source, heading path, page and score.
+
+    Args:
+        query: what to look for
+        collection: one collection to search (empty = all)
+        k: how many passages (1-20)
+    """
+    from hearth.agent import rag
+
+    found = rag.retrieve(query, [collection] if collection else None, k=max(1, min(int(k), 20)))
+    return {
+        "query": query,
+        "found": bool(found),
+        "passages": [{k2: v for k2, v in p.citation(i).items()} for i, p in enumerate(found, 1)],
+    }
+
+
+def kb_list_documents(collection: str = "") -> dict[str, Any]:
+    """List the knowledge base's documents (all collections, or one).
+
+    Args:
+        collection: one collection (empty = all)
+    """
+    return {"documents": _documents(collection)}
+
+
+def kb_add_text(collection: str, title: str, text: str) -> dict[str, Any]:
+    """Store a piece of text as a document in a collection (created if missing) and index it.
+
+    Args:
+        collection: the collection to add to
+        title: a short title; it becomes the document's file name
+        text: the text (Markdown headings are kept as the heading path)
+    """
+    from hearth.errors import NotFound
+    from hearth.kb import collection as kbc
+
+    if not text.strip():
+        raise ValueError("text is empty")
+    try:
+        kbc.read_meta(collection)
+    except NotFound:
+        kbc.create(collection)
+    name = title if title.endswith((".md", ".txt")) else f"{title}.md"
+    path = kbc.save_upload(collection, name, text.encode("utf-8"))
+    report = kbc.add(collection, [path])
+    if report.failed:
+        raise ValueError(f"could not index the text: {report.failed}")
+    return {"collection": collection, "source": str(path), "chunks_added": report.chunks_added}
+
+
+def ask(question: str, collection: str = "", max_tokens: int = 128) -> dict[str, Any]:
+    """Answer a question from the knowledge base with Hearth's own model, citing sources as [1], [2].
+
+    Args:
+        question: the question
+        collection: the collection to answer from (empty = all)
+        max_tokens: longest answer in tokens (1-1024)
+    """
+    from hearth.agent import engine
+    from hearth.kb import collection as kbc
+    from hearth.models import generate
+
+    names = [collection] if collection else [m.name for m in kbc.list_collections()]
+    params = generate.sampling(max_tokens=max(1, min(int(max_tokens), 1024)), temperature=0.0)
+    parts: list[str] = []
+    last = None
+    for delta in engine.chat([{"role": "user", "content": question}], kb=names, params=params):
+        parts.append(delta.text)
+        last = delta
+    citations = [{k: v for k, v in c.items() if k != "text"} for c in (last.citations or [])] if last else []
+    return {"answer": "".join(parts), "found": bool(last and last.found), "citations": citations}
+
+
+def _documents(collection: str = "") -> list[dict[str, Any]]:
+    from hearth.kb import collection as kbc
+
+    names = [collection] if collection else [m.name for m in kbc.list_collections()]
+    return [
+        {
+            "collection": name,
+            "doc_id": d.doc_id,
+            "source": d.source,
+            "title": d.title,
+            "chunks": d.n_chunks,
+            "uri": f"hearth://kb/{name}/{d.doc_id}",
+        }
+        for name in names
+        for d in kbc.list_docs(name)
+    ]
+
+
+def read_document(collection: str, doc_id: str) -> str:
+    """The document's text as the knowledge base parsed it (headings kept)."""
+    from pathlib import Path
+
+    from hearth.errors import NotFound
+    from hearth.kb import collection as kbc
+    from hearth.kb import parse
+
+    coll = kbc.open_collection(collection)
+    try:
+        entry = kbc.find_doc(coll, doc_id)
+    finally:
+        coll.close()
+    path = Path(entry.source)
+    if not path.is_file():
+        raise NotFound(f"the source file of {doc_id} is gone: {entry.source}", "re-add the document")
+    doc = parse.parse_file(path)
+    return "\n\n".join(
+        ("#" * len(s.headings) + " " + s.headings[-1] + "\n\n" if s.headings else "") + s.text for s in doc.sections
+    )
+
+
+def build_server(name: str = "hearth") -> Any:
+    """The MCP server with Hearth's tools and document resources (the SDK's ``MCPServer``)."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    for fn in (kb_search, kb_list_documents, kb_add_text, ask):
+        server.add_tool(fn)
+
+    @server.resource("hearth://kb", name="documents", mime_type="application/json")
+    def documents() -> str:
+        """Every document in the knowledge base, with the URI that reads it."""
+        return json.dumps(_documents(), ensure_ascii=False)
+
+    @server.resource("hearth://kb/{collection}/{doc_id}", name="document", mime_type="text/markdown")
+    def document(collection: str, doc_id: str) -> str:
+        """One document's text."""
+        return read_document(collection, doc_id)
+
+    return server
+
+
+def http_app(path: str = "/mcp", server: Any = None) -> Any:
+    """A Starlette ASGI app serving MCP over streamable HTTP at ``path``.
+
+    Mount it into FastAPI with ``app.mount("/", http_app())`` (path ``/mcp``), or ``app.mount("/mcp",
+    http_app("/"))``; its lifespan must run (FastAPI: pass ``lifespan=`` the app's ``router.lifespan_context``).
+    """
+    server = server or build_server()
+    return server.streamable_http_app(streamable_http_path=path, stateless_http=True, json_response=True)
+
+
+def serve_stdio() -> None:
+    """Run the server on stdin/stdout until the client closes them (``hearth mcp serve``)."""
+    build_server().run("stdio")
