@@ -150,8 +150,13 @@ def train(
     params: Iterable[Any] | None = None,
     collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
     resume: bool = False,
+    trainable_only: bool = False,
 ) -> TrainResult:
-    """Train ``model`` for ``cfg.max_steps`` steps, recording into ``run``; with ``resume``, continue its last checkpoint."""
+    """Train ``model`` for ``cfg.max_steps`` steps, recording into ``run``; with ``resume``, continue its last checkpoint.
+
+    ``trainable_only``: checkpoints hold only the parameters that require grad (adapter fine-tuning: a
+    few MB instead of the frozen base), and resume loads them onto the freshly built base.
+    """
     from accelerate import Accelerator
 
     if cfg.deterministic:
@@ -175,7 +180,7 @@ def train(
     state = TrainState()
     checkpoint = run.require_checkpoint() if resume else None
     if checkpoint is not None:
-        load_weights(model, checkpoint / "model.safetensors")
+        load_weights(model, checkpoint / "model.safetensors", partial=trainable_only)
     model, optimizer = acc.prepare(model, optimizer)
     if checkpoint is not None:
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=acc.device, weights_only=False))
@@ -212,9 +217,15 @@ def train(
         acc.wait_for_everyone()
         torch.save(_get_rng(), _rng_file(tmp, rank, world))  # every process keeps its own dropout stream
         if main:
-            from safetensors.torch import save_model
+            from safetensors.torch import save_file, save_model
 
-            save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
+            if trainable_only:
+                weights = {
+                    n: p.detach().contiguous() for n, p in acc.unwrap_model(model).named_parameters() if p.requires_grad
+                }
+                save_file(weights, str(tmp / "model.safetensors"))
+            else:
+                save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             info = {"state": asdict(state), "processes": world, "model_class": type(acc.unwrap_model(model)).__name__}
@@ -369,8 +380,11 @@ def train(
     return result
 
 
-def load_weights(model: torch.nn.Module, file: Path) -> None:
-    """Load a safetensors checkpoint into ``model``, refusing one made for a different architecture."""
+def load_weights(model: torch.nn.Module, file: Path, partial: bool = False) -> None:
+    """Load a safetensors checkpoint into ``model``, refusing one made for a different architecture.
+
+    ``partial``: the checkpoint holds only some of the weights (the trainable ones); the rest stay as they are.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_model
 
@@ -389,7 +403,7 @@ def load_weights(model: torch.nn.Module, file: Path) -> None:
             "resume with the run's own config.yaml (model section unchanged), or start a new run",
         )
     try:
-        load_model(model, str(file), strict=True)
+        load_model(model, str(file), strict=not partial)
     except RuntimeError as exc:
         raise TrainError(
             f"checkpoint {file.parent.name} does not fit the model: {exc}", "start a new run with this architecture"
