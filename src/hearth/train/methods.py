@@ -59,10 +59,14 @@ def setup(model: Any, cfg: MethodConfig, tokenizer: Any = None) -> Any:
     if cfg.name == "qlora":
         require_qlora()
     if cfg.name in ("lora", "qlora"):
-        return _lora(model, cfg)
-    if cfg.name == "prefix":
-        return _prefix(model, cfg, tokenizer)
-    return _ia3(model, cfg)
+        peft_model = _lora(model, cfg)
+    elif cfg.name == "prefix":
+        peft_model = _prefix(model, cfg, tokenizer)
+    else:
+        peft_model = _ia3(model, cfg)
+    # peft passes `cache=` through to the base model, so Hearth's generation path may decode with a KV cache.
+    peft_model.supports_kv_cache = True
+    return peft_model
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
