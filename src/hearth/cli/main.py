@@ -31,6 +31,8 @@ COMMAND_MODULES = [
     "hearth.cli.train_cmd",
     "hearth.cli.kb_cmd",
     "hearth.cli.eval_cmd",
+    "hearth.cli.mcp_cmd",
+    "hearth.cli.tune_cmd",
 ]
 
 
