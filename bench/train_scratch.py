@@ -30,24 +30,25 @@ def setup_data(block_size: int):
 
     cfg = CorpusConfig(path=str(SHAKESPEARE))
     splits = split_corpus(read_documents(cfg.path), cfg)
-    tok = as_transformers(train_tokenizer(splits.train, TokenizerConfig(kind="bpe", vocab_size=1024)))
+    tok = as_transformers(train_tokenizer(splits.train, TokenizerConfig(kind="bpe", vocab_size=512)))
     return tok, build_datasets(tok, splits, block_size)["train"]
 
 
-def plain_loop(model, data, train_cfg) -> float:
-    """The minimal loop a reader would write: same batches, AdamW, clipping, LambdaLR. Returns tokens/s."""
+def plain_loop(model, data, train_cfg) -> list[float]:
+    """The minimal loop a reader would write: same batches, AdamW, clipping, LambdaLR.
+
+    Returns tokens/s of each ``log_every``-step interval, measured the way our loop measures its own.
+    """
     from hearth.train.loop import EpochBatches, build_optimizer, lr_factor
 
     torch.manual_seed(train_cfg.seed)
     opt = build_optimizer(model.parameters(), train_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train_cfg))
-    loader = torch.utils.data.DataLoader(
-        data, batch_sampler=EpochBatches(len(data), train_cfg.batch_size, seed=train_cfg.seed)
-    )
-    batches = iter(loader)
+    sampler = EpochBatches(len(data), train_cfg.batch_size, seed=train_cfg.seed)
+    batches = iter(torch.utils.data.DataLoader(data, batch_sampler=sampler))
     model.train()
-    tokens, start = 0, time.perf_counter()
-    for _ in range(train_cfg.max_steps):
+    rates, tokens, start = [], 0, time.perf_counter()
+    for step in range(1, train_cfg.max_steps + 1):
         batch = next(batches)
         loss = model(**batch).loss
         loss.backward()
@@ -56,8 +57,11 @@ def plain_loop(model, data, train_cfg) -> float:
         sched.step()
         opt.zero_grad(set_to_none=True)
         tokens += batch["input_ids"].numel()
-    loss.item()
-    return tokens / (time.perf_counter() - start)
+        if step % train_cfg.log_every == 0:
+            loss.item()
+            rates.append(tokens / (time.perf_counter() - start))
+            tokens, start = 0, time.perf_counter()
+    return rates
 
 
 def part1() -> None:
@@ -72,52 +76,57 @@ def part1() -> None:
         arch="transformer",
         vocab_size=len(tok),
         block_size=block,
-        num_layers=4,
-        hidden_size=128,
+        num_layers=2,
+        hidden_size=64,
         num_heads=4,
         dropout=0.1,
     )
     tcfg = TrainingConfig(
-        max_steps=40, batch_size=16, warmup_steps=5, eval_every=10**6, save_every=10**6, log_every=10, progress=False
+        max_steps=30, batch_size=16, warmup_steps=5, eval_every=10**6, save_every=10**6, log_every=5, progress=False
     )
     print(
         f"Part 1 — loop overhead: transformer {build_model(mcfg).num_parameters():,} params, batch {tcfg.batch_size}×{block} tokens, {tcfg.max_steps} steps, {torch.get_num_threads()} threads"
     )
+    # This machine may be shared: contention makes single timings noisy. So both loops run in alternating
+    # rounds, each reports the throughput of every 5-step interval, and we compare the best and the median.
     ours, plain = [], []
     for rep in range(3):
         torch.manual_seed(tcfg.seed)
-        plain.append(plain_loop(build_model(mcfg), data, tcfg))
+        p = plain_loop(build_model(mcfg), data, tcfg)
         torch.manual_seed(tcfg.seed)
         result = train(build_model(mcfg), Run.create("bench"), tcfg, data)
-        ours.append(result.tokens_per_s)
-        print(
-            f"  rep {rep}: plain {plain[-1]:,.0f} tok/s   hearth loop {ours[-1]:,.0f} tok/s   ratio {ours[-1] / plain[-1]:.3f}"
-        )
-    best_ours, best_plain = max(ours), max(plain)
+        o = [h["tokens_per_s"] for h in result.history if h["split"] == "train"]
+        plain += p
+        ours += o
+        print(f"  round {rep}: plain best {max(p):,.0f} tok/s, hearth loop best {max(o):,.0f} tok/s")
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     print(
-        f"  best of 3: plain {best_plain:,.0f} tok/s, hearth loop {best_ours:,.0f} tok/s → ratio {best_ours / best_plain:.3f} (target ≥ 0.95)"
+        f"  best interval:   plain {max(plain):,.0f}  hearth {max(ours):,.0f} tok/s → ratio {max(ours) / max(plain):.3f} (target ≥ 0.95)"
+    )
+    print(
+        f"  median interval: plain {med(plain):,.0f}  hearth {med(ours):,.0f} tok/s → ratio {med(ours) / med(plain):.3f}"
     )
 
 
 def part2() -> None:
     from hearth.train.scratch import load_config, train_scratch
 
-    steps, batch, block = 150, 16, 64
+    steps, batch, block = 120, 8, 64
     print(
-        f"\nPart 2 — same data, same loop, same budget: {steps} steps × {batch} × {block} = {steps * batch * block:,} tokens each (English corpus, BPE 1024)"
+        f"\nPart 2 — same data, same loop, same budget: {steps} steps × {batch} × {block} = {steps * batch * block:,} tokens each (English corpus, BPE 512)"
     )
     common = [
         f"data.path={SHAKESPEARE}",
-        "tokenizer.vocab_size=1024",
+        "tokenizer.vocab_size=512",
         f"model.block_size={block}",
-        "model.hidden_size=128",
+        "model.hidden_size=64",
         "model.dropout=0.0",
         f"training.max_steps={steps}",
         f"training.batch_size={batch}",
         "training.learning_rate=0.002",
         "training.warmup_steps=15",
         f"training.eval_every={steps}",
-        "training.eval_batches=30",
+        "training.eval_batches=20",
         "training.log_every=25",
         f"training.save_every={steps}",
         "training.progress=false",

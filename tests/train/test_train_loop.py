@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 
 from hearth.errors import DataError, NotFound, TrainError
 from hearth.scratch import load_run
-from hearth.scratch.model import LMOutput, ModelConfig, build_model
+from hearth.scratch.model import LMOutput
 from hearth.train.config import TrainingConfig
-from hearth.train.loop import load_weights, lr_factor, train
+from hearth.train.loop import lr_factor, train
 from hearth.train.runs import Run
 from hearth.train.scratch import load_config, resume_scratch, train_scratch
 
@@ -83,6 +83,7 @@ def test_baselines_train_through_the_same_loop(arch: str, home: Path) -> None:
     assert tokenizer.decode(tokenizer("明月", add_special_tokens=False)["input_ids"]) == "明月"
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(home: Path, tmp_path: Path) -> None:
     steps = 300
     file = recipe(tmp_path, steps)
@@ -126,9 +127,11 @@ def test_resume_errors(home: Path, tmp_path: Path) -> None:
         resume_scratch("nope")
     cfg = load_config(recipe(tmp_path, 20), ["training.save_every=10"])
     run, _ = train_scratch(cfg)
-    other = build_model(ModelConfig(**{**cfg.model.model_dump(), "vocab_size": 99, "hidden_size": 32, "num_heads": 2}))
+    # Someone edits the model section of the run's config.yaml, then resumes: refused, naming the mismatch.
+    cfg_file = run.root / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("hidden_size: 64", "hidden_size: 32"))
     with pytest.raises(TrainError, match="different architecture"):
-        load_weights(other, run.latest_checkpoint() / "model.safetensors")
+        resume_scratch(run.id)
     # A save interrupted before its rename leaves only a hidden temp folder: it is never "latest".
     (run.checkpoints_dir / ".tmp-step-30").mkdir()
     assert run.latest_checkpoint().name == "step-20"
@@ -154,6 +157,24 @@ def test_nan_guard_stops_naming_the_step_and_keeps_the_last_good_checkpoint(home
         train(ExplodesAtStep3(), run, cfg, data)
     assert "step-2" in err.value.hint
     assert run.latest_checkpoint().name == "step-2" and run.meta["status"] == "failed"
+
+
+class FlatLoss(torch.nn.Module):
+    """A model whose loss never changes, so validation never improves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **_: object) -> LMOutput:
+        return LMOutput(logits=torch.zeros(1), loss=self.w.sum() * 0 + 1.0)
+
+
+def test_early_stop_after_patience_evaluations_without_improvement(home: Path) -> None:
+    data = [{"input_ids": torch.zeros(4, dtype=torch.long), "labels": torch.ones(4, dtype=torch.long)}] * 4
+    cfg = TrainingConfig(max_steps=50, batch_size=2, eval_every=1, early_stop_patience=2, progress=False)
+    result = train(FlatLoss(), Run.create("test"), cfg, data, val_data=data)
+    assert result.stopped == "early_stop" and result.steps == 3  # best at step 1, no better at 2 and 3
 
 
 def test_too_few_examples_for_one_batch(home: Path) -> None:
