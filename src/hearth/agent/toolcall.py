@@ -115,9 +115,15 @@ def parse_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
 # messages for a local template
 
 
-def tools_system_text(tools: Sequence[dict[str, Any]]) -> str:
-    """How Hermes-format models are told about tools (the same words Qwen's template uses)."""
+def tools_system_text(tools: Sequence[dict[str, Any]], forced: bool = False) -> str:
+    """How Hermes-format models are told about tools (the same words Qwen's template uses).
+
+    When the grammar forces the call, the format needs no explaining: only the signatures are sent,
+    which saves ~100 prompt tokens per call.
+    """
     listing = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    if forced:
+        return f"# Tools\n\nCall one of these functions with arguments taken from the user's message:\n<tools>\n{listing}\n</tools>"
     return (
         "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
@@ -133,7 +139,10 @@ def template_knows_tools(tokenizer: Any) -> bool:
 
 
 def local_messages(
-    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None, native_tools: bool
+    messages: Sequence[dict[str, Any]],
+    tools: Sequence[dict[str, Any]] | None,
+    native_tools: bool,
+    forced: bool = False,
 ) -> list[dict[str, Any]]:
     """OpenAI messages → messages a plain ChatML template can render.
 
@@ -161,7 +170,7 @@ def local_messages(
             item["content"] = content
             out.append(item)
     if tools and not native_tools:
-        text = tools_system_text(tools)
+        text = tools_system_text(tools, forced)
         if out and out[0]["role"] == "system":
             out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{text}"}
         else:
@@ -221,12 +230,14 @@ def _local(
     tokenizer = chat_model.tokenizer
     native = template_knows_tools(tokenizer)
     shown = tools if choice != "none" else []
-    msgs = local_messages(messages, shown, native)
+    forced = chosen_tool(choice)
+    if forced:  # the model sees only the tool it must call
+        shown = [t for t in tools if t["function"]["name"] == forced]
+    msgs = local_messages(messages, shown, native, forced=bool(forced) or choice == "required")
     prompt = generate.render_prompt(tokenizer, msgs, shown if native else None)
     eos = generate.stop_token_ids(chat_model.model, tokenizer)
     comp = constrain.compiler(tokenizer, int(chat_model.model.config.vocab_size), eos)
 
-    forced = chosen_tool(choice)
     if choice == "required" or forced:
         if forced:
             tool = next(t for t in tools if t["function"]["name"] == forced)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, create_model
+from pydantic import ConfigDict, ValidationError, create_model
 
 from hearth.errors import HearthError
 
@@ -74,7 +74,8 @@ def from_function(fn: Callable[..., Any], name: str | None = None, source: str =
 
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (p.annotation, Field(default, description=docs.get(pname)))
-    model = create_model(f"{fn.__name__}_args", **fields)  # type: ignore[call-overload]
+    # extra="forbid": an argument the function does not take is the model's mistake, worth telling it
+    model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
     schema = model.model_json_schema()
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():

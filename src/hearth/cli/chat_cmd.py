@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed"),
         repetition_penalty: float = typer.Option(None, "--repetition-penalty"),
         stop: list[str] = typer.Option(None, "--stop", help="stop at this string (repeatable)"),
+        kb: list[str] = typer.Option(
+            None, "--kb", help="answer from this knowledge-base collection, citing sources (repeatable)"
+        ),
+        tools: bool = typer.Option(False, "--tools", help="let the model call tools (built-ins and mcp_servers)"),
     ) -> None:
         """Chat with a model, streaming tokens as they come."""
         from hearth import config
@@ -45,8 +49,16 @@ def register(app: typer.Typer) -> None:
         def answer(text: str) -> None:
             history.append({"role": "user", "content": text})
             parts: list[str] = []
-            for delta in chat_model.stream(history, params):
+            if kb or tools:  # grounded / tool-using answers come from the agent engine
+                from hearth.agent import engine as agent
+
+                deltas = agent.chat(history, kb=kb, model=chat_model, params=params, system=system, tools=tools or None)
+            else:
+                deltas = chat_model.stream(history, params)
+            for delta in deltas:
                 parts.append(delta.text)
+                for r in getattr(delta, "tool_results", None) or []:
+                    console.print(f"⚙ {r['name']}({r['arguments']}) → {r['content'][:200]}", style="dim", markup=False)
                 console.print(delta.text, end="", markup=False, highlight=False, soft_wrap=True)
             console.print()
             history.append({"role": "assistant", "content": "".join(parts)})
