@@ -1,7 +1,7 @@
 """Fixtures for the agent tests: the bundled model loaded once, and one knowledge base built once.
 
-The knowledge base (three small documents in tests/agent/data: an English handbook, a Chinese lab
-guide, unrelated garden notes) lives in its own Hearth home shared by the session; tests that use
+The knowledge base (four small documents in tests/agent/data: an English handbook, a Chinese lab
+guide, unrelated garden notes, supplier notes carrying a prompt injection) lives in its own Hearth home shared by the session; tests that use
 it point HEARTH_HOME there. Its facts are invented, so the model can only know them from retrieval.
 """
 
@@ -48,7 +48,7 @@ def kb_home(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     try:
         collection.create("handbook")
         report = ingest.add("handbook", [docs])
-        assert len(report.added) == 3 and not report.failed, report
+        assert len(report.added) == 4 and not report.failed, report
     finally:
         paths.set_home(None)
         if old is None:

@@ -1,0 +1,168 @@
+"""Hearth's MCP server with the official SDK client (stdio and streamable HTTP), and Hearth's MCP client
+against a third-party server from npm and against Hearth's own server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from hearth import config
+from hearth.agent import engine, mcp_client, mcp_server
+from hearth.models import generate
+
+SERVE = ["-c", "from hearth.agent.mcp_server import serve_stdio; serve_stdio()"]
+
+
+async def _exercise(client: Client) -> dict[str, object]:
+    """List tools, search the KB, call an unknown tool and pass bad arguments; the server must survive."""
+    names = {t.name for t in (await client.list_tools()).tools}
+    assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= names
+    found = await client.call_tool("kb_search", {"query": "How long is the ladder break at Quillberry?", "k": 2})
+    assert not found.is_error
+    data = found.structured_content or json.loads(found.content[0].text)
+    assert data["found"] and data["passages"][0]["source"].endswith("orchard_handbook.md")
+    assert data["passages"][0]["headings"][-1] == "Ladder safety"
+    unknown = await client.call_tool("format_disk", {})
+    assert unknown.is_error and "format_disk" in unknown.content[0].text
+    bad = await client.call_tool("kb_search", {"k": "many"})
+    assert bad.is_error and "query" in bad.content[0].text
+    docs = await client.call_tool("kb_list_documents", {})
+    listed = docs.structured_content or json.loads(docs.content[0].text)
+    assert len(listed["documents"]) == 4
+    uri = next(d["uri"] for d in listed["documents"] if d["source"].endswith("garden_notes.md"))
+    page = await client.read_resource(uri)
+    assert "Turn the compost pile" in page.contents[0].text
+    again = await client.call_tool("kb_search", {"query": "compost"})  # still alive after the errors
+    assert not again.is_error
+    return data
+
+
+def test_stdio_server_with_official_client(grounded: Path) -> None:
+    params = StdioServerParameters(command=sys.executable, args=SERVE, env={"HEARTH_HOME": str(grounded)})
+
+    async def run() -> float:
+        t0 = time.perf_counter()
+        async with Client(params) as client:  # default mode "auto": probes server/discover first
+            connect = time.perf_counter() - t0
+            await _exercise(client)
+        return connect
+
+    connect = asyncio.run(run())
+    print(f"\nstdio: process start + handshake {connect:.2f} s")
+    # includes starting Python; a server that ignored the discover probe would add ~10 s here
+    assert connect < 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def http_url(grounded: Path):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(mcp_server.http_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}/mcp"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_http_server_with_official_client(http_url: str) -> None:
+    async def run() -> list[float]:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            async with Client(http_url) as client:
+                times.append(time.perf_counter() - t0)
+                await _exercise(client)
+        return times
+
+    times = asyncio.run(run())
+    print(f"\nHTTP connect times: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")
+    assert max(times) < 1.0
+
+
+def test_http_server_answers_unknown_methods_at_once(http_url: str) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    body = {"jsonrpc": "2.0", "id": 7, "method": "no/such-method", "params": {}}
+    t0 = time.perf_counter()
+    r = httpx.post(http_url, json=body, headers=headers, timeout=10)
+    elapsed = time.perf_counter() - t0
+    reply = r.json()
+    assert reply["id"] == 7 and reply["error"]["code"] == -32601, reply
+    assert elapsed < 1.0
+
+
+def test_mcp_client_uses_a_third_party_server(home: Path, npm_everything: Path, chat_model) -> None:  # type: ignore[no-untyped-def]
+    settings = config.Settings(
+        mcp_servers={
+            "everything": {"command": str(npm_everything), "args": ["stdio"]},
+            "broken": {"command": str(home / "no-such-server")},
+        }
+    )
+    hub = mcp_client.Hub(mcp_client.specs(settings)).start()
+    try:
+        assert "broken" in hub.errors and "broken" not in hub.sessions  # reported, and the rest works
+        reg = mcp_client.builtin_registry(settings)
+        for tool in hub.registry_tools(10):
+            reg.add(tool)
+        assert "everything__echo" in reg.names() and "calculator" in reg.names()
+        # the chat loop calls the third-party tool (forced, so the 135M model cannot skip it)
+        deltas = list(
+            engine.chat(
+                [{"role": "user", "content": "Echo the message: hello from Hearth"}],
+                model=chat_model,
+                params=generate.sampling(max_tokens=24, temperature=0.0),
+                tools=["everything__echo"],
+                tool_choice={"type": "function", "function": {"name": "everything__echo"}},
+                registry=reg,
+                max_steps=2,
+            )
+        )
+        results = [r for d in deltas for r in (d.tool_results or [])]
+        assert results and results[0]["name"] == "everything__echo" and results[0]["ok"]
+        sent = json.loads(results[0]["arguments"])["message"]
+        assert results[0]["content"] == f"Echo: {sent}"
+        # a bad call to the remote server comes back as a result, not an exception
+        bad = reg.call({"id": "x", "function": {"name": "everything__get-sum", "arguments": '{"a": "x"}'}})
+        assert not bad.ok and bad.content.startswith("error:")
+    finally:
+        hub.close()
+
+
+def test_mcp_client_uses_hearths_own_server(grounded: Path) -> None:
+    settings = config.Settings(
+        mcp_servers={"hearth": {"command": sys.executable, "args": SERVE, "env": {"HEARTH_HOME": str(grounded)}}}
+    )
+    hub = mcp_client.Hub(mcp_client.specs(settings)).start()
+    try:
+        assert not hub.errors
+        reg = mcp_client.builtin_registry(settings)
+        for tool in hub.registry_tools(30):
+            reg.add(tool)
+        r = reg.call(
+            {"id": "1", "function": {"name": "hearth__kb_search", "arguments": '{"query": "compost", "k": 1}'}}
+        )
+        assert r.ok and "garden_notes.md" in r.content
+    finally:
+        hub.close()
+    with pytest.raises(Exception, match="either `command`"):
+        mcp_client.ServerSpec.parse("x", {"args": []})
