@@ -1,0 +1,142 @@
+"""`hearth tune` end to end on the bundled model: LoRA learns a made-up fact, the adapter is registered and
+served as base+adapter, merging keeps the logits, resume equals an uninterrupted run, GGUF export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hearth.errors import ConfigError
+from hearth.train import tune
+
+ROOT = Path(__file__).resolve().parents[2]
+EN = str(ROOT / "examples" / "data" / "company-qa-en.jsonl")
+QUESTION = [{"role": "user", "content": "Who founded Quillon Lanternworks?"}]
+
+
+def _cfg(*overrides: str) -> tune.TuneConfig:
+    return tune.load_config(
+        None,
+        [f"data.path={EN}", "data.max_seq_len=64", "training.progress=false", "report.samples=0", *overrides],
+    )
+
+
+def _answer(model, tokenizer) -> str:
+    from hearth.models import generate
+
+    params = generate.sampling(temperature=0, max_tokens=20, repetition_penalty=1.0)
+    return generate.collect(generate.stream_chat(model, tokenizer, QUESTION, params, 8192)).text
+
+
+@pytest.mark.slow
+def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tmp_path: Path) -> None:
+    from hearth.models import load
+    from hearth.train.merge import merge
+
+    base = load.load("smollm2")
+    assert "Vantree" not in _answer(base.model, base.tokenizer)  # the base model cannot know it
+
+    # ~30 made-up pairs; the question above is one of the training examples.
+    run, rep = tune.tune(
+        _cfg(
+            "name=quillon",
+            "data.val_fraction=0.1",
+            "method.name=lora",
+            "method.rank=16",
+            "training.max_steps=30",
+            "training.learning_rate=2e-3",
+            "training.warmup_steps=3",
+            "training.eval_every=10",
+            "training.save_every=10",
+            "report.samples=2",
+            "report.max_tokens=16",
+        )
+    )
+    assert rep.trainable == 1_843_200 and rep.steps == 30
+    assert rep.tuned_val_loss is not None and rep.base_val_loss is not None
+    assert rep.tuned_val_loss < rep.base_val_loss
+    saved = json.loads((run.root / "report.json").read_text())
+    assert saved["base_perplexity"] > saved["tuned_perplexity"] and len(saved["samples"]) == 2
+    assert "| base |" in (run.root / "report.md").read_text()
+    assert (run.root / "adapter" / "adapter_model.safetensors").is_file()
+    # checkpoints hold only the adapter: a few MB, not the 540 MB base
+    assert (run.root / "checkpoints" / "step-30" / "model.safetensors").stat().st_size < 10_000_000
+
+    # Served as base+adapter through the ordinary chat path (LoRA merged on load).
+    tuned = load.load("smollm2+quillon")
+    answer = _answer(tuned.model, tuned.tokenizer)
+    assert "Vantree" in answer, answer
+    from hearth.models import catalog
+
+    assert any(m.id == "quillon" and m.kind == "adapter" for m in catalog.list_models())
+
+    # The merged model's logits equal base + (unmerged) adapter's.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    folder = merge(run.id, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    fresh = load._load_hf(load.resolve("smollm2"), load.hf_dir(load.resolve("smollm2"))).model
+    unmerged = PeftModel.from_pretrained(fresh, str(run.root / "adapter")).eval()
+    ids = torch.tensor([[1, 504, 3458, 314, 253, 2113, 30, 1780]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, unmerged(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+
+    # GGUF export of the merged fine-tune reproduces it (the export checks logits itself; f32 is exact).
+    from hearth.train.export import export_gguf
+
+    result = export_gguf(str(folder), tmp_path / "quillon.gguf", dtype="f32")
+    assert result.max_logit_diff is not None and result.max_logit_diff < 1e-3
+    assert result.tensors == 272
+
+
+@pytest.mark.slow
+def test_resumed_lora_run_equals_uninterrupted(home: Path) -> None:
+    from safetensors.torch import load_file
+
+    cfg = _cfg(
+        "name=resume",
+        "training.max_steps=4",
+        "training.save_every=2",
+        "training.eval_every=2",
+        "training.warmup_steps=1",
+        "training.learning_rate=1e-3",
+        "training.keep_last=3",
+    )
+    run, _ = tune.tune(cfg)
+    final = run.root / "checkpoints" / "step-4"
+    uninterrupted = load_file(final / "model.safetensors")
+    assert any("lora_B" in k for k in uninterrupted)
+    # Simulate a kill after step 2: the step-4 checkpoint and the outputs never got written.
+    import shutil
+
+    shutil.rmtree(final)
+    shutil.rmtree(run.root / "adapter")
+    run2, rep = tune.tune(cfg, resume=run.id)
+    assert run2.id == run.id and rep.steps == 4
+    resumed = load_file(final / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+
+def test_bad_inputs_fail_before_a_run_exists(home: Path, tmp_path: Path) -> None:
+    from hearth import paths
+    from hearth.errors import DataError, TrainError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{"question": \n')
+    with pytest.raises(DataError, match=rf"{bad}:2: not valid JSON"):
+        tune.setup(_cfg(f"data.path={bad}"))
+    with pytest.raises(ConfigError, match="max_seq_len is 9000"):
+        tune.setup(_cfg("data.max_seq_len=9000"))
+    with pytest.raises(TrainError, match="lost its answer to truncation"):
+        tune.setup(_cfg("data.max_seq_len=16"))
+    with pytest.raises(ConfigError, match=r"unknown key 'method\.rnak'"):
+        _cfg("method.rnak=4")
+    with pytest.raises(ConfigError, match="no layer named 'qkv'"):
+        tune.tune(_cfg("method.target_modules=[qkv]"))
+    assert not list(paths.runs_dir().iterdir()) and not list(paths.adapters_dir().iterdir())
