@@ -16,6 +16,7 @@ answers any fact in the documents, cites it, and can say "not found". The report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -163,10 +164,8 @@ def _fresh_chat_model(name: str) -> None:
     with backends._models_lock:  # no public "forget" there; a stale adapter would be measured otherwise
         for key in [k for k in backends._models if k[0] == name]:
             backends._models.pop(key, None)
-    try:
+    with contextlib.suppress(Exception):  # nothing is cached under a name that does not resolve yet
         load.forget(name)
-    except Exception:
-        pass
 
 
 def run_loop(
@@ -218,7 +217,7 @@ def run_loop(
         run.root / "train.jsonl",
     )
     eval_rows: list[dict[str, Any]] = []
-    for gname, rows in groups.items():
+    for rows in groups.values():
         eval_rows += _pick(rows, cfg.eval.per_group, cfg.split.seed)
     eval_rows += [{"question": q, "answerable": False, "group": "out-of-corpus"} for q in cfg.eval.out_of_corpus]
     with open(run.root / "eval.jsonl", "w", encoding="utf-8") as f:
