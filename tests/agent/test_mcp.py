@@ -70,10 +70,23 @@ def _free_port() -> int:
 
 @pytest.fixture
 def http_url(grounded: Path):  # type: ignore[no-untyped-def]
-    import uvicorn
+    import contextlib
 
+    import uvicorn
+    from fastapi import FastAPI
+
+    # mounted the way `hearth serve` mounts it: a FastAPI app, the MCP app at /mcp, its lifespan run by the host
+    mcp_app = mcp_server.http_app()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        async with mcp_app.router.lifespan_context(mcp_app):
+            yield
+
+    host = FastAPI(lifespan=lifespan)
+    host.mount("/mcp", mcp_app)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(mcp_server.http_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(host, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -104,7 +117,7 @@ def test_http_server_answers_unknown_methods_at_once(http_url: str) -> None:
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     body = {"jsonrpc": "2.0", "id": 7, "method": "no/such-method", "params": {}}
     t0 = time.perf_counter()
-    r = httpx.post(http_url, json=body, headers=headers, timeout=10)
+    r = httpx.post(http_url, json=body, headers=headers, timeout=10, follow_redirects=True)
     elapsed = time.perf_counter() - t0
     reply = r.json()
     assert reply["id"] == 7 and reply["error"]["code"] == -32601, reply

@@ -161,11 +161,14 @@ def build_server(name: str = "hearth") -> Any:
     return server
 
 
-def http_app(path: str = "/mcp", server: Any = None) -> Any:
-    """A Starlette ASGI app serving MCP over streamable HTTP at ``path``.
+def http_app(path: str = "/", server: Any = None) -> Any:
+    """A Starlette ASGI app serving MCP over streamable HTTP at ``path`` inside the app.
 
-    Mount it into FastAPI with ``app.mount("/", http_app())`` (path ``/mcp``), or ``app.mount("/mcp",
-    http_app("/"))``; its lifespan must run (FastAPI: pass ``lifespan=`` the app's ``router.lifespan_context``).
+    The HTTP server mounts it with ``app.mount("/mcp", http_app())`` (so the endpoint is ``/mcp``),
+    and must run its lifespan (the SDK's session manager): enter
+    ``mcp_app.router.lifespan_context(mcp_app)`` inside the FastAPI app's own lifespan.
+    Standalone: ``uvicorn.run(http_app("/mcp"))``. Stateless with JSON responses: every request is
+    answered on its own, so it works behind any number of workers.
     """
     server = server or build_server()
     return server.streamable_http_app(streamable_http_path=path, stateless_http=True, json_response=True)
