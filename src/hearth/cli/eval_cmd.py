@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-ev = typer.Typer(help="Evaluate retrieval (and, later, models and answers).", no_args_is_help=True)
+ev = typer.Typer(
+    help="Evaluate retrieval, language models and answers (base vs fine-tuned vs RAG).", no_args_is_help=True
+)
 out = Console()
 
 
@@ -39,6 +41,76 @@ def retrieval(
         table.add_row(lang, str(int(lm["n"])), f"{lm[f'recall@{k}']:.3f}", f"{lm['mrr']:.3f}", f"{lm[f'ndcg@{k}']:.3f}")
     out.print(table)
     out.print(f"saved {report.run_dir}/retrieval.json")
+
+
+@ev.command("compare")
+def compare_cmd(
+    questions: str = typer.Argument(
+        ..., help="JSON lines: question + answer (+ fact, source, lang, group, answerable)"
+    ),
+    systems: list[str] = typer.Option(
+        ..., "--system", "-s", help="[LABEL=]MODEL[@KB], repeatable: smollm2, smollm2@kb, smollm2+adapter@kb, remote:x"
+    ),
+    max_tokens: int = typer.Option(48, "--max-tokens", help="most tokens per answer (greedy)"),
+    judge: str = typer.Option(None, "--judge", help="LLM-as-judge model, e.g. remote:openai"),
+    limit: int = typer.Option(None, "--limit", help="only the first N questions"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The same questions through several systems; report.md / report.html with plots in runs/<id>/."""
+    from rich.progress import Progress
+
+    from hearth.eval.compare import compare
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("answers", total=None)
+        result = compare(
+            questions,
+            systems,
+            max_tokens=max_tokens,
+            judge=judge,
+            limit=limit,
+            on_progress=lambda i, n, s: bar.update(task, completed=i, total=n, description=s),
+        )
+    if as_json:
+        data = result.to_dict()
+        data.pop("answers")
+        print(json.dumps(data, indent=1, ensure_ascii=False))
+        return
+    from hearth.eval.report import NAMES, metrics_present
+
+    metrics = metrics_present(result)
+    table = Table("system", "n", *[NAMES[m] for m in metrics])
+    for s in result.systems:
+        m = result.overall[s.label]
+        table.add_row(s.label, str(int(m["n"])), *[f"{m[k]:.3f}" if k in m else "–" for k in metrics])
+    out.print(table)
+    for line in result.summary:
+        out.print(f"• {line}")
+    out.print(f"saved {result.run_dir}/report.md and report.html")
+
+
+@ev.command("perplexity")
+def perplexity_cmd(
+    model: str = typer.Argument(..., help="local model: smollm2, smollm2+adapter, a folder, runs/<id>"),
+    data: str = typer.Argument(..., help="dataset as `hearth tune` reads it (.jsonl, .json, .csv, .txt)"),
+    split: str = typer.Option("val", "--split", help="val (held out as tune would), train, or all"),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="the split's validation share (as data.val_fraction)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="the split's seed (as data.seed)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """exp(mean loss per answer token) — lower is better; same split as a tuning run with these settings."""
+    from hearth.eval.perplexity import perplexity
+
+    rep = perplexity(model, data, split, data_overrides={"val_fraction": val_fraction, "seed": seed})  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps(asdict(rep), indent=1))
+        return
+    out.print(
+        f"{rep.model} on {rep.split} of {rep.data}: perplexity [bold]{rep.perplexity:.3f}[/] "
+        f"(loss {rep.loss:.4f} over {rep.tokens} tokens, {rep.examples} examples)"
+    )
 
 
 def register(app: typer.Typer) -> None:

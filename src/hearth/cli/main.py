@@ -33,6 +33,9 @@ COMMAND_MODULES = [
     "hearth.cli.eval_cmd",
     "hearth.cli.mcp_cmd",
     "hearth.cli.tune_cmd",
+    "hearth.cli.data_cmd",
+    "hearth.cli.loop_cmd",
+    "hearth.cli.debug_cmd",
 ]
 
 

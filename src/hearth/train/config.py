@@ -53,3 +53,6 @@ class TrainingConfig(Section):
         True, description="deterministic kernels, so a resumed run matches an uninterrupted one bit for bit on CPU"
     )
     progress: bool = Field(True, description="show a progress bar")
+    grad_stats_every: int = Field(
+        0, ge=0, description="log gradient norm and update/weight ratio per layer group every N steps (0 = off)"
+    )

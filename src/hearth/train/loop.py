@@ -268,6 +268,12 @@ def train(
     last_loss, last_val, last_saved = math.nan, None, -1
     session_tokens, session_start = 0, time.perf_counter()
     progress = _Progress(cfg.max_steps, state.step, enabled=main and cfg.progress)
+    # Per-layer-group gradient norms and update/weight ratios (train/debug.py), when asked for.
+    grad_stats = None
+    if cfg.grad_stats_every and main:
+        from hearth.train.debug import GradStats
+
+        grad_stats = GradStats(acc.unwrap_model(model), cfg.grad_stats_every)
     model.train()
     try:
         while state.step < cfg.max_steps:
@@ -294,9 +300,13 @@ def train(
                     f"the last good checkpoint is {good.name if good else 'none'}; lower training.learning_rate, "
                     "raise training.warmup_steps or set training.max_grad_norm, then start again",
                 )
+            if grad_stats is not None:
+                grad_stats.before_step(state.step + 1)  # the raw gradient, before clipping
             if cfg.max_grad_norm > 0:
                 acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            if grad_stats is not None and (row := grad_stats.after_step()) is not None:
+                run.log(state.step + 1, "grads", **row)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
