@@ -111,10 +111,15 @@ def iter_chunks(collection: str) -> list[Chunk]:
     return out
 
 
+# The chunker's sentence ends, plus an end inside closing quotes or brackets ('… is "Light that lasts." The …').
+_QUOTED_END = re.compile(r"(?<=[.!?][\"”’)])\s+")
+
+
 def sentences(text: str) -> list[str]:
     from hearth.kb.chunk import split_sentences
 
-    return [s for s in split_sentences(text) if len(s) >= 4]
+    out = [part.strip() for s in split_sentences(text) for part in _QUOTED_END.split(s)]
+    return [s for s in out if len(s) >= 4]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def run_loop(
     step(f"LoRA-tune {cfg.tune.model} on {len(train_pairs)} pairs")
     tune_cfg = cfg.tune.model_copy(
         update={
-            "name": cfg.tune.name or cfg.name,
+            "name": cfg.name if cfg.tune.name == "tune" else cfg.tune.name,  # "tune" is the unset default
             "adapter_name": cfg.tune.adapter_name or cfg.name,
             "data": cfg.tune.data.model_copy(update={"path": str(run.root / "train.jsonl"), "format": "qa"}),
         }

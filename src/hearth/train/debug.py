@@ -123,12 +123,12 @@ def build(path: str | Path, overrides: Sequence[str] = (), no_dropout: bool = Fa
     if recipe_kind(path) == "scratch":
         from hearth.scratch.corpus import build_datasets, read_documents, split_corpus
         from hearth.scratch.model import build_model
-        from hearth.scratch.tokenizer import train_tokenizer
+        from hearth.scratch.tokenizer import as_transformers, train_tokenizer
         from hearth.train import scratch
 
         cfg = scratch.load_config(path, [*overrides, *(["model.dropout=0"] if no_dropout else [])])
         splits = split_corpus(read_documents(cfg.data.path, cfg.data.doc_separator), cfg.data)
-        tokenizer = train_tokenizer(splits.train, cfg.tokenizer)
+        tokenizer = as_transformers(train_tokenizer(splits.train, cfg.tokenizer))
         model_cfg = cfg.model.model_copy(update={"vocab_size": len(tokenizer)})
         data = build_datasets(tokenizer, splits, model_cfg.block_size)
         torch.manual_seed(cfg.training.seed)
@@ -330,7 +330,7 @@ def lr_find(
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
-        value = float(loss)
+        value = loss.item()
         # exponential moving average with bias correction, so the first points are not pulled to 0
         avg = smooth * avg + (1 - smooth) * value
         smoothed = avg / (1 - smooth ** (i + 1))
