@@ -51,18 +51,19 @@ def test_out_of_corpus_question_says_not_found(grounded, chat_model) -> None:  #
 def test_passages_fit_the_token_budget(grounded, chat_model) -> None:  # type: ignore[no-untyped-def]
     found = rag.retrieve("Quillberry ladder break", ["handbook"], k=5, threshold=0.0)
     assert len(found) >= 3
-    budget = chat_model.count_tokens(found[0].render(1)) + 40
+    budget = chat_model.count_tokens(found[0].block(1)) + 40
     kept, dropped = rag.fit(found, budget, chat_model.count_tokens)
-    used = sum(chat_model.count_tokens(p.render(i)) + 2 for i, p in enumerate(kept, 1))
+    used = sum(chat_model.count_tokens(p.block(i)) + 2 for i, p in enumerate(kept, 1))
     assert kept[0].text == found[0].text and used <= budget and dropped >= 1
     assert rag.cited_numbers("see [2] and [1, 3] and [9]", 3) == [2, 1, 3]
 
 
 def test_conversation_keeps_history_without_passages(grounded, chat_model) -> None:  # type: ignore[no-untyped-def]
     conv = engine.Conversation(kb=["handbook"], model=chat_model, params=GREEDY)
-    list(conv.ask("When are members paid?"))
+    list(conv.ask("When are members of the orchard cooperative paid?"))
     assert [m["role"] for m in conv.messages] == ["user", "assistant"]
-    assert conv.messages[0]["content"] == "When are members paid?"  # not the prompt with the passages
+    assert conv.messages[0]["content"] == "When are members of the orchard cooperative paid?"
+    assert "Sources:" in conv.messages[1]["content"]  # not the prompt with the passages
 
 
 def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, chat_model) -> None:  # type: ignore[no-untyped-def]

@@ -25,6 +25,8 @@ from hearth.config import GenerationSettings
 from hearth.errors import HearthError
 from hearth.models.generate import Delta, Usage
 
+TOOL_CALL_TOKENS = 128  # the least a forced tool-call turn may use, whatever the answer's max_tokens
+
 
 @dataclass
 class ChatDelta(Delta):
@@ -95,6 +97,9 @@ def chat(
                 "start a new conversation, lower max_tokens, or use a model with a longer context",
             )
         grounding = rag.Grounding(question, kept, dropped)
+        # The repetition penalty counts prompt tokens too, so it pushes a model away from the very
+        # words of the passages; grounded answers copy facts, so they decode without it.
+        params = params.model_copy(update={"repetition_penalty": 1.0})
         msgs[-1] = {**msgs[-1], "content": rag.grounded_question(question, kept)}
         timings["prompt"] = time.perf_counter() - t0
 
@@ -159,8 +164,12 @@ def _loop(
     total = Usage()
     for step in range(max_steps):
         offer = schemas if step < max_steps - 1 else []
+        turn = params
+        if offer and choice not in (None, "auto", "none"):
+            # max_tokens is about the answer; a forced call cut short would be no call at all
+            turn = params.model_copy(update={"max_tokens": max(params.max_tokens, TOOL_CALL_TOKENS)})
         final: Delta | None = None
-        for d in toolcall.complete_with_tools(chat_model, msgs, params, offer, choice if offer else None):
+        for d in toolcall.complete_with_tools(chat_model, msgs, turn, offer, choice if offer else None):
             if d.finish_reason is None:
                 yield ChatDelta(d.text)
             else:
