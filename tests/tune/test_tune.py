@@ -20,7 +20,14 @@ QUESTION = [{"role": "user", "content": "Who founded Quillon Lanternworks?"}]
 def _cfg(*overrides: str) -> tune.TuneConfig:
     return tune.load_config(
         None,
-        [f"data.path={EN}", "data.max_seq_len=64", "training.progress=false", "report.samples=0", *overrides],
+        [
+            f"data.path={EN}",
+            "data.seed=2",
+            "data.max_seq_len=96",
+            "training.progress=false",
+            "report.samples=0",
+            *overrides,
+        ],
     )
 
 
@@ -39,7 +46,12 @@ def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tm
     base = load.load("smollm2")
     assert "Vantree" not in _answer(base.model, base.tokenizer)  # the base model cannot know it
 
-    # ~30 made-up pairs; the question above is one of the training examples.
+    # ~30 made-up pairs; with data.seed=2 the question above is one of the training examples.
+    from hearth.train import data as tdata
+
+    records = tdata.load_records(_cfg().data).records
+    train_split = tdata.split(records, _cfg("data.val_fraction=0.1").data)[0]
+    assert QUESTION[0]["content"] in [r.messages[-2]["content"] for r in train_split]
     run, rep = tune.tune(
         _cfg(
             "name=quillon",

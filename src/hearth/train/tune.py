@@ -36,19 +36,17 @@ from hearth.train.runs import Run
 KIND = "tune"
 
 
-def _training_defaults() -> TrainingConfig:
-    # Fine-tuning defaults: a few dozen steps at a LoRA-sized learning rate, no weight decay on adapters.
-    return TrainingConfig(
-        max_steps=30,
-        batch_size=4,
-        learning_rate=2e-4,
-        warmup_steps=3,
-        weight_decay=0.0,
-        eval_every=10,
-        log_every=5,
-        save_every=10,
-        min_lr_ratio=0.1,
-    )
+class TuneTraining(TrainingConfig):
+    """The loop's settings with fine-tuning defaults: a few dozen steps at an adapter-sized learning rate."""
+
+    max_steps: int = Field(40, ge=1, description="optimizer steps to train for")
+    batch_size: int = Field(4, ge=1, description="examples per forward pass, per process")
+    learning_rate: float = Field(2e-3, gt=0, description="peak step size (LoRA ~1e-3, prefix/IA³ ~3e-2, full ~5e-5)")
+    warmup_steps: int = Field(3, ge=0, description="steps over which the learning rate rises linearly from 0")
+    weight_decay: float = Field(0.0, ge=0, description="pull weights toward zero each step (adapters: usually 0)")
+    eval_every: int = Field(10, ge=1, description="evaluate on the validation split every N steps")
+    log_every: int = Field(5, ge=1, description="write train loss / lr / tokens per second every N steps")
+    save_every: int = Field(20, ge=1, description="write a checkpoint every N steps (and always at the end)")
 
 
 class ReportConfig(Section):
@@ -64,7 +62,7 @@ class TuneConfig(Section):
     adapter_name: str | None = Field(None, description="register the adapter under this name (default: name)")
     data: tdata.DataConfig = Field(default_factory=tdata.DataConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
-    training: TrainingConfig = Field(default_factory=_training_defaults)
+    training: TuneTraining = Field(default_factory=TuneTraining)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
 
