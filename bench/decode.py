@@ -102,7 +102,7 @@ def main() -> None:
     raw = results.get("raw llama-cpp-python")
     for label, rate in results.items():
         ratio = f"  ratio to raw llama.cpp: {rate / raw:.2f}" if raw else ""
-        print(f"  {label:55s} {rate:7.1f} tok/s{ratio}")
+        print(f"  {label:55s} {rate:7.1f} tok/s{ratio}", flush=True)
     if not raw:
         print("  (llama-cpp-python not installed: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'hearth[llamacpp]')")
 
