@@ -147,9 +147,15 @@ def plot_groups(c: Comparison, metric: str, file: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = sorted({g for per in c.by_group.values() for g in per})
-    series = {s.label: [c.by_group[s.label].get(g, {}).get(metric, float("nan")) for g in groups] for s in c.systems}
+
+    def value(label: str, g: str) -> float:
+        # a group of out-of-corpus questions has no key fact: its bar is the refusal rate
+        row = c.by_group[label].get(g, {})
+        return row.get(metric, row.get("refusal", float("nan")))
+
+    series = {s.label: [value(s.label, g) for g in groups] for s in c.systems}
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) * max(1, len(series)) / 2), 3.4))
-    _bars(ax, groups, series, f"{NAMES.get(metric, metric)} by question group")
+    _bars(ax, groups, series, f"{NAMES.get(metric, metric)} by question group (out-of-corpus: refusal rate)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(file, dpi=110)
