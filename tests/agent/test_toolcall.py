@@ -119,7 +119,7 @@ def test_forced_tool_call_validates_100_of_100(chat_model) -> None:  # type: ign
 
 
 def test_required_and_auto_and_json_schema(chat_model) -> None:  # type: ignore[no-untyped-def]
-    params = generate.sampling(max_tokens=40, temperature=0.8, seed=7)
+    params = generate.sampling(max_tokens=96, temperature=0.8, seed=7)  # 30 digits can be 30+ tokens
     msgs = [{"role": "user", "content": "What is 12 times 7?"}]
     out = generate.collect(toolcall.complete_with_tools(chat_model, msgs, params, [FORECAST, CALC], "required"))
     assert out.finish_reason == "tool_calls"
@@ -128,7 +128,9 @@ def test_required_and_auto_and_json_schema(chat_model) -> None:  # type: ignore[
     jsonschema.validate(json.loads(out.tool_calls[0]["function"]["arguments"]), tool["function"]["parameters"])
 
     # "none": no tools shown, plain text back
-    out = generate.collect(toolcall.complete_with_tools(chat_model, msgs, params, [CALC], "none"))
+    out = generate.collect(
+        toolcall.complete_with_tools(chat_model, msgs, generate.sampling(params, max_tokens=24), [CALC], "none")
+    )
     assert out.tool_calls is None and out.finish_reason in ("stop", "length")
 
     schema = {
