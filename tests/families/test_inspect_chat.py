@@ -97,8 +97,14 @@ def test_chat_uses_the_family_template_and_matches_transformers(
     # Hearth's KV-cached greedy decode equals transformers' generate, token for token.
     ours = list(generate.stream_token_ids(chat.model, ids, params, stops, chat.context_length))
     with torch.no_grad():
+        prompt_ids = torch.tensor([ids])
         theirs = chat.model.generate(
-            torch.tensor([ids]), max_new_tokens=6, do_sample=False, eos_token_id=sorted(stops), pad_token_id=0
+            prompt_ids,
+            attention_mask=torch.ones_like(prompt_ids),  # no padding: never guess a mask from a pad id
+            max_new_tokens=6,
+            do_sample=False,
+            eos_token_id=sorted(stops),
+            pad_token_id=min(stops),
         )[0, len(ids) :].tolist()
     assert ours == theirs
 

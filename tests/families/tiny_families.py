@@ -24,6 +24,9 @@ HEAD_DIM = HIDDEN // HEADS
 INTERMEDIATE = 128
 VOCAB = 512
 CONTEXT = 512
+# Weight init std. The families' own 0.02 leaves logits = W·h (|h| ≈ √64 after the final norm) too flat
+# for any distribution sharper than ~uniform, so a LoRA on attention alone could not show learning.
+INIT_STD = 0.2
 
 # --- chat templates, in each family's real layout (trimmed of tool-calling branches) -----------
 
@@ -264,6 +267,7 @@ def family_config(family: Family, vocab_size: int, ids: dict[str, int]) -> Any:
         "num_key_value_heads": KV_HEADS,
         "head_dim": HEAD_DIM,
         "max_position_embeddings": CONTEXT,
+        "initializer_range": INIT_STD,
         "tie_word_embeddings": family.tied,
         "eos_token_id": ids[family.eos],
         "bos_token_id": ids[family.bos] if family.bos else None,
