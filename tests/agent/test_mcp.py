@@ -19,7 +19,7 @@ from hearth import config
 from hearth.agent import engine, mcp_client, mcp_server
 from hearth.models import generate
 
-SERVE = ["-c", "from hearth.agent.mcp_server import serve_stdio; serve_stdio()"]
+SERVE = ["-m", "hearth.cli.main", "mcp", "serve"]  # the real `hearth mcp serve` command
 
 
 async def _exercise(client: Client) -> dict[str, object]:
