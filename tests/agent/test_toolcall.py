@@ -144,3 +144,24 @@ def test_required_and_auto_and_json_schema(chat_model) -> None:  # type: ignore[
         toolcall.complete_with_tools(chat_model, msgs, generate.sampling(params, max_tokens=30), response_format=fmt)
     )
     jsonschema.validate(json.loads(out.text), schema)
+
+
+def test_auto_mode_streams_text_and_holds_back_the_call() -> None:
+    """Text before a call streams as content; a call split across deltas is never shown as text."""
+    pieces = [
+        "Let me ",
+        "check. <tool",
+        '_call>\n{"name": "calculator", ',
+        '"arguments": {"expression": "2+2"}}\n</tool_call>',
+    ]
+    deltas = [generate.Delta(p) for p in pieces] + [
+        generate.Delta("", finish_reason="stop", usage=generate.Usage(5, 9))
+    ]
+    out = list(toolcall._parse_stream(iter(deltas)))
+    shown = "".join(d.text for d in out)
+    assert "<tool" not in shown and shown.strip() == "Let me check."
+    last = out[-1]
+    assert last.finish_reason == "tool_calls" and last.usage.completion_tokens == 9
+    assert json.loads(last.tool_calls[0]["function"]["arguments"]) == {"expression": "2+2"}
+    plain = list(toolcall._parse_stream(iter([generate.Delta("a < b"), generate.Delta("", finish_reason="length")])))
+    assert "".join(d.text for d in plain) == "a < b" and plain[-1].finish_reason == "length"

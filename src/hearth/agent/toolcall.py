@@ -20,6 +20,7 @@ passed through.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,8 @@ from typing import Any
 from hearth.config import GenerationSettings
 from hearth.errors import GenerationError
 from hearth.models.generate import Delta, Usage
+
+log = logging.getLogger(__name__)
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -246,7 +249,13 @@ def _local(
         else:
             prefix = f"{CALL_OPEN}\n"
             schema = {"anyOf": [_call_schema(t) for t in tools]}
-        proc = constrain.GrammarProcessor(constrain.json_grammar(comp, schema))
+        try:
+            proc = constrain.GrammarProcessor(constrain.json_grammar(comp, schema))
+        except Exception as exc:  # xgrammar refuses some schema features (e.g. odd $ref forms)
+            raise GenerationError(
+                f"cannot build a grammar for the tool's parameters: {exc}",
+                "simplify the tool's JSON Schema, or let the model choose (tool_choice auto)",
+            ) from None
         completion = generate.collect(chat_model.stream(msgs, params, logits_processors=[proc], prompt=prompt + prefix))
         usage = completion.usage
         try:
@@ -263,7 +272,10 @@ def _local(
 
     processors = []
     if shown:
-        processors.append(constrain.GrammarProcessor(constrain.tool_call_grammar(comp, shown)))
+        try:
+            processors.append(constrain.GrammarProcessor(constrain.tool_call_grammar(comp, shown)))
+        except Exception:  # a schema xgrammar cannot compile: fall back to parsing what the model writes
+            log.warning("tool-call grammar failed to compile; parsing unconstrained output", exc_info=True)
     elif response_format and response_format.get("type") in ("json_schema", "json_object"):
         schema = None
         if response_format["type"] == "json_schema":
