@@ -96,8 +96,20 @@ def render_prompt(
     continue the text of the messages joined by blank lines.
     """
     if has_chat_template(tokenizer):
+        from jinja2 import TemplateError
+
         kwargs: dict[str, Any] = {"tools": list(tools)} if tools else {}
-        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **kwargs)
+        try:
+            return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True, **kwargs)
+        except TemplateError as exc:
+            # Templates refuse conversations their model never saw (Mistral and Gemma: roles must
+            # alternate user/assistant; no tool role): the caller sent them, so it is their error to fix.
+            roles = ", ".join(str(m.get("role")) for m in messages)
+            raise GenerationError(
+                f"this model's chat template refused the conversation ({roles}): {exc}",
+                "send turns the model's template accepts: one optional system message first, then "
+                "alternating user and assistant messages ending with a user message",
+            ) from None
     return "\n\n".join(str(m.get("content") or "") for m in messages)
 
 
