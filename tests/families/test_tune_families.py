@@ -97,3 +97,41 @@ def _prompt_ids(folder: Path) -> torch.Tensor:
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     prompt = generate.render_prompt(tokenizer, [{"role": "user", "content": FACTS[0][0]}])
     return torch.tensor([generate.encode_prompt(tokenizer, prompt)])
+
+
+# Known gaps, kept visible: both templates render a turn differently once a later message follows, which
+# `hearth.train.data.render_pieces` refuses. Strict xfail: when training learns to handle them, these
+# pass and the marker must go.
+_REWRITES = {
+    # Qwen3 writes the (empty) think block only on the answer after the last user turn.
+    "qwen3": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Where is Oddly Creek?"},
+        {"role": "assistant", "content": "On the river Sallow."},
+    ],
+    # Mistral v0.3 folds the system prompt into the *last* user turn only, so the prompt has it and the
+    # rendered conversation ending with the answer does not.
+    "mistral": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Where is Oddly Creek?"},
+        {"role": "assistant", "content": "On the river Sallow."},
+    ],
+}
+
+
+@pytest.mark.xfail(strict=True, reason="render_pieces needs templates that only append (see comment above)")
+@pytest.mark.parametrize("name", list(_REWRITES))
+def test_training_data_for_templates_that_rewrite_turns(name: str) -> None:
+    from tiny_families import train_tokenizer
+
+    from hearth.errors import DataError
+    from hearth.train import data as tdata
+
+    tokenizer = train_tokenizer(FAMILIES[name])
+    try:
+        ids, labels = tdata.encode_example(tokenizer, _REWRITES[name])
+    except DataError as exc:
+        pytest.fail(str(exc))
+    answer = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != tdata.IGNORE_INDEX])
+    assert "On the river Sallow." in answer
