@@ -19,6 +19,7 @@ passed through.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -171,6 +172,8 @@ def local_messages(
         else:
             item = {k: v for k, v in m.items() if k != "content"}
             item["content"] = content
+            if item.get("tool_calls"):  # native templates (Qwen, Llama 3) write arguments with tojson
+                item["tool_calls"] = [_dict_arguments(c) for c in item["tool_calls"]]
             out.append(item)
     if tools and not native_tools:
         text = tools_system_text(tools, forced)
@@ -179,6 +182,14 @@ def local_messages(
         else:
             out.insert(0, {"role": "system", "content": text})
     return out
+
+
+def _dict_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    fn = dict(call.get("function") or {})
+    if isinstance(fn.get("arguments"), str):
+        with contextlib.suppress(json.JSONDecodeError):  # not JSON: leave it as the model wrote it
+            fn["arguments"] = json.loads(fn["arguments"] or "{}")
+    return {**call, "function": fn}
 
 
 def _text(content: Any) -> str:
