@@ -159,7 +159,7 @@ def main() -> None:
     if args.child:
         child(args.child, args)
         return
-    passed = [a for a in sys.argv[1:] if not a.startswith("--rounds") and a != str(args.rounds)]
+    passed = [f"--{k}={getattr(args, k)}" for k in ("steps", "warmup", "batch", "seq", "rank")]
     runs: dict[str, list[dict]] = {"trainer": [], "hearth": []}
     for _ in range(args.rounds):
         for side in ("trainer", "hearth"):

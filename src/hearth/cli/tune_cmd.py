@@ -54,11 +54,13 @@ def register(app: typer.Typer) -> None:
                     "--resume takes no config or overrides: a run continues with its own config.yaml",
                     f"run `hearth tune --resume {resume}` alone",
                 )
-            run_, _ = tune_lib.tune(tune_lib.TuneConfig(), resume=resume)
+            run_, rep = tune_lib.tune(tune_lib.TuneConfig(), resume=resume)
         else:
             if config is None:
                 raise ConfigError("no recipe given", "e.g. `hearth tune configs/tune/smollm2-lora.yaml`")
-            run_, _ = tune_lib.tune(tune_lib.load_config(config, overrides or []))
+            run_, rep = tune_lib.tune(tune_lib.load_config(config, overrides or []))
+        if rep is None:  # not the main process of a multi-process run: it reports
+            return
         out.print(Markdown((run_.root / "report.md").read_text(encoding="utf-8")))
         out.print(f"run folder: {run_.root}")
 

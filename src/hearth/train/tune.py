@@ -193,25 +193,37 @@ def _context_length(model: Any) -> int:
 # main
 
 
-def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport]:
-    """Run a recipe end to end (or continue run ``resume`` from its last checkpoint)."""
+def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport | None]:
+    """Run a recipe end to end (or continue run ``resume`` from its last checkpoint).
+
+    Under ``accelerate launch`` every process trains; only the main one measures, saves and reports
+    (the others return None for the report).
+    """
+    from accelerate import PartialState
+    from rich.console import Console
+
+    proc = PartialState()
+    main = proc.is_main_process
     if resume is not None:
-        run = Run.open(resume)
+        run = Run.open(resume, writable=main)
         if run.meta.get("kind") != KIND:
-            raise TrainError(f"run {run.id} is a '{run.meta.get('kind')}' run, not a fine-tuning one", "")
+            raise TrainError(
+                f"run {run.id} is a '{run.meta.get('kind')}' run, not a fine-tuning one",
+                "resume from-scratch runs with `hearth train --resume`",
+            )
         run.require_checkpoint()
         cfg = run.read_config(TuneConfig)
     prep = setup(cfg)
     collate = tdata.collator(prep.tokenizer.pad_token_id)
 
     # The base model's numbers, measured before the method touches it.
-    base_loss = val_loss(prep.base, prep.val_rows.rows, collate, cfg.training.batch_size)
-    base_answers = answers(prep.base, prep.tokenizer, prep.val_records, cfg.report)
+    base_loss = val_loss(prep.base, prep.val_rows.rows, collate, cfg.training.batch_size) if main else None
+    base_answers = answers(prep.base, prep.tokenizer, prep.val_records, cfg.report) if main else []
 
     model = methods.setup(prep.base, cfg.method, prep.tokenizer)
     trainable, total = methods.count_parameters(model)
     if resume is None:
-        run = Run.create(KIND, cfg.name)
+        run = _share_run(proc, Run.create(KIND, cfg.name) if main else None)
         run.write_config(cfg)
     run.write_meta(
         base_model=cfg.model,
@@ -221,14 +233,28 @@ def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport]:
         train_examples=len(prep.train_rows.rows),
         val_examples=len(prep.val_rows.rows),
     )
-    from rich.console import Console
-
-    Console(stderr=True).print(
-        f"[cyan]{cfg.method.name}[/]: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
-        f" on {len(prep.train_rows.rows)} examples ({prep.train_rows.truncated} truncated)"
-    )
+    if main:
+        Console(stderr=True).print(
+            f"[cyan]{cfg.method.name}[/]: training {trainable:,} of {total:,} parameters "
+            f"({100 * trainable / total:.2f}%) on {len(prep.train_rows.rows)} examples "
+            f"({prep.train_rows.truncated} truncated, {prep.train_rows.dropped} dropped)"
+        )
     result = fit(model, run, prep, collate, resume=resume is not None)
+    if not main:
+        return run, None
     return run, report(model, run, prep, collate, result, base_loss, base_answers, trainable, total)
+
+
+def _share_run(proc: Any, run: Run | None) -> Run:
+    """The main process created the run folder; the others open the same one, read-only."""
+    if proc.num_processes == 1:
+        assert run is not None
+        return run
+    from accelerate.utils import broadcast_object_list
+
+    box = [str(run.root) if run is not None else None]
+    broadcast_object_list(box, from_process=0)
+    return run if run is not None else Run(Path(box[0]), writable=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +294,10 @@ def report(
     cfg = prep.cfg
     model.eval()
     output, adapter = save_output(model, run, prep)
+    if not getattr(model, "is_loaded_in_4bit", False):
+        # Hearth's generation path (for the sample answers) decodes on the CPU; a 4-bit QLoRA base
+        # cannot move there, so its report has losses but no sample answers.
+        model.to("cpu")
     tuned_loss = val_loss(model, prep.val_rows.rows, collate, cfg.training.batch_size)
     tuned_answers = answers(model, prep.tokenizer, prep.val_records, cfg.report)
     samples = [
@@ -352,6 +382,8 @@ def answers(model: Any, tokenizer: Any, records: Sequence[tdata.Record], cfg: Re
     """Greedy answers to the first ``cfg.samples`` validation questions, through the serving path."""
     from hearth.models import generate
 
+    if next(model.parameters()).device.type != "cpu":
+        return []  # see report(): the generation path decodes on the CPU
     params = generate.sampling(temperature=0, max_tokens=cfg.max_tokens, repetition_penalty=1.0)
     out = []
     was_training = model.training
