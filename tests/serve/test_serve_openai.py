@@ -281,3 +281,37 @@ def test_langchain_tools_and_structured_output(server: Any) -> None:
     assert isinstance(msg.tool_calls[0]["args"]["city"], str)
     out = llm.with_structured_output(Weather).invoke("What is the weather in Paris?")
     assert isinstance(out, Weather) and out.city
+
+
+def test_grounded_answer_carries_citations(client: openai.OpenAI, serve_home: Path, tmp_path: Path) -> None:
+    from hearth.kb import collection
+
+    doc = tmp_path / "orchard.md"
+    doc.write_text(
+        "# Orchard rules\n\n## Ladders\n\nLadders in the Brambleton orchard must be inspected every 17 days.\n"
+    )
+    collection.create("orchard")
+    collection.add("orchard", [doc])
+    ask = [{"role": "user", "content": "How often must ladders in the Brambleton orchard be inspected?"}]
+    r = client.chat.completions.create(
+        model="smollm2", messages=ask, max_tokens=24, extra_body={"hearth": {"kb": ["orchard"]}}
+    )
+    extra = r.model_extra or {}
+    assert extra["citations"][0]["source"].endswith("orchard.md")
+    assert extra["citations"][0]["headings"][-1] == "Ladders"
+    assert "[1]" in r.choices[0].message.content  # the answer lists its sources
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2", messages=ask, max_tokens=24, stream=True, extra_body={"hearth": {"kb": ["orchard"]}}
+        )
+    )
+    streamed = [c.model_extra.get("citations") for c in chunks if (c.model_extra or {}).get("citations")]
+    assert streamed and streamed[-1][0]["source"].endswith("orchard.md")
+    off_topic = [{"role": "user", "content": "What is the boiling point of tungsten?"}]
+    r = client.chat.completions.create(
+        model="smollm2", messages=off_topic, max_tokens=24, extra_body={"hearth": {"kb": ["orchard"]}}
+    )
+    from hearth.agent.rag import not_found_message
+
+    assert r.choices[0].message.content == not_found_message(off_topic[0]["content"])
+    assert r.model_extra["citations"] == []

@@ -50,6 +50,7 @@ def chat(
     registry: Registry | None = None,
     max_steps: int | None = None,
     settings: config.Settings | None = None,
+    top_k: int | None = None,
 ) -> Iterator[ChatDelta]:
     """Answer the last user message of ``messages`` (OpenAI-style dicts).
 
@@ -58,6 +59,7 @@ def chat(
     system: system prompt when ``messages`` has none (default ``agent.system_prompt``).
     tools: tool names from ``registry`` the model may call, True for all enabled ones, None for none.
     registry: tools by name (default: the built-ins plus configured MCP servers' tools).
+    top_k: passages to retrieve (default ``kb.top_k``).
     """
     from hearth.models import backends, generate
 
@@ -75,7 +77,7 @@ def chat(
     if kb:
         t0 = time.perf_counter()
         question = toolcall._text(msgs[-1].get("content"))
-        found = rag.retrieve(question, kb)
+        found = rag.retrieve(question, kb, top_k)
         timings["retrieval"] = time.perf_counter() - t0
         if not found:
             yield ChatDelta(

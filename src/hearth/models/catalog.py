@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from hearth import config, paths
-from hearth.models import bundled
+from hearth.models import adapters, bundled
 
 
 @dataclass
@@ -34,17 +32,9 @@ def list_models(settings: config.Settings | None = None) -> list[ModelEntry]:
             continue
         if (folder / "config.json").exists() or any(folder.glob("*.gguf")):
             out.append(ModelEntry(folder.name, "local", "model folder", str(folder)))
-    for folder in sorted(paths.adapters_dir().iterdir()):
-        cfg = folder / "adapter_config.json"
-        if cfg.exists():
-            out.append(ModelEntry(folder.name, "adapter", "PEFT adapter", str(folder), _base_of(cfg)))
+    for a in adapters.list_adapters():
+        # listed by the name that loads it: base+adapter
+        out.append(ModelEntry(f"{a['base']}+{a['name']}", "adapter", f"{a['method']} adapter", a["path"], a["base"]))
     for name, backend in settings.backends.items():
         out.append(ModelEntry(f"remote:{name}", "remote", f"{backend.model} at {backend.base_url}"))
     return out
-
-
-def _base_of(cfg: Path) -> str | None:
-    try:
-        return json.loads(cfg.read_text()).get("base_model_name_or_path")
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -56,12 +56,6 @@ def plan(
     return result
 
 
-GROUNDING = (
-    "Answer the question using only the numbered passages below, and cite the passages you use like [1]. "
-    "If they do not contain the answer, say that it is not in the knowledge base.\n\n{passages}"
-)
-
-
 def _grounded(
     model: ChatModel,
     messages: list[dict[str, Any]],
@@ -70,31 +64,11 @@ def _grounded(
     top_k: int | None,
     plan: Plan,
 ) -> Iterator[Delta]:
-    """Retrieve from each knowledge base (the kb library's hybrid search), put the best passages in a
-    system message, and stream the answer; the passages become the response's ``citations``."""
-    from hearth.kb.retrieve import search
+    """The agent's grounded answer (retrieval within the context budget, "not found", [n] sources);
+    its last delta's citations become the response's ``citations``."""
+    from hearth.agent import engine
 
-    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    hits = []
-    for kb in kbs:
-        for r in search(kb, question, top_k).results:
-            hits.append((kb, r))
-    hits.sort(key=lambda h: h[1].score, reverse=True)
-    hits = hits[: top_k or 4]
-    plan.citations = [
-        {
-            "index": i,
-            "kb": kb,
-            "source": r.source,
-            "title": r.title,
-            "headings": list(r.headings),
-            "page": r.page,
-            "score": round(float(r.score), 4),
-            "text": r.text,
-        }
-        for i, (kb, r) in enumerate(hits, start=1)
-    ]
-    passages = "\n\n".join(f"[{c['index']}] ({c['title'] or c['source']}) {c['text']}" for c in plan.citations)
-    system = GROUNDING.format(passages=passages or "(no passages matched)")
-    grounded = [{"role": "system", "content": system}, *(m for m in messages if m["role"] != "system")]
-    yield from model.stream(grounded, params, None)
+    for delta in engine.chat(messages, kb=kbs, model=model, params=params, top_k=top_k):
+        if delta.citations is not None:
+            plan.citations = delta.citations
+        yield delta

@@ -61,7 +61,7 @@ def _allowed(request: gr.Request | None, kb: str) -> None:
 def _model_names(settings: Any) -> list[str]:
     from hearth.models.catalog import list_models
 
-    return [m.id for m in list_models(settings) if m.kind != "adapter"]
+    return [m.id for m in list_models(settings)]
 
 
 def render_citations(citations: list[dict[str, Any]]) -> str:
@@ -74,7 +74,7 @@ def render_citations(citations: list[dict[str, Any]]) -> str:
             where += f", page {c['page']}"
         text = c["text"].replace("<", "&lt;")
         parts.append(
-            f"<details class='citation'><summary>[{c['index']}] {where} · {c['kb']} · score {c['score']:.2f}</summary>"
+            f"<details class='citation'><summary>[{c['n']}] {where} · {c['collection']} · score {c['score']:.2f}</summary>"
             f"\n\n{text}\n\n</details>"
         )
     return "\n".join(parts)
