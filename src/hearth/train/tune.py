@@ -348,7 +348,8 @@ def save_output(model: Any, run: Run, prep: Prepared) -> tuple[Path, str | None]
     shutil.rmtree(tmp, ignore_errors=True)
     # The catalog and `hearth models` show the base by the name the user gave, not a cache path.
     model.active_peft_config.base_model_name_or_path = cfg.model
-    model.save_pretrained(tmp)
+    # Our methods never train the embeddings; "auto" would look for the base's files under that name.
+    model.save_pretrained(tmp, save_embedding_layers=False)
     if cfg.data.chat_template:  # the base's tokenizer lacks this template: serve with ours
         prep.tokenizer.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
