@@ -22,7 +22,7 @@ def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
             f"docs={ROOT / 'examples' / 'docs' / 'quillon'}",
             "name=ci-faq",
             "kb.collection=ci-faq",
-            "tune.training.max_steps=40",
+            "tune.training.max_steps=50",
             "tune.training.progress=false",
             "eval.per_group=4",
             "eval.max_tokens=24",
@@ -38,10 +38,13 @@ def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
     held = {e["fact_id"] for e in evals if e["group"] == "held-out"}
     assert held and not held & {t["fact_id"] for t in train}
 
-    # the tuned model knows the facts it trained on better than the base model does
-    trained = result.by_group
-    assert trained["tuned"]["trained"]["f1"] > trained["base"]["trained"]["f1"] + 0.15
-    assert trained["tuned"]["trained"]["contains_fact"] >= trained["base"]["trained"]["contains_fact"]
+    # the tuned model knows the facts it trained on better than the base model does. Judged by the key
+    # fact and exact match, not token F1: a base model that restates the question already shares most of
+    # the gold sentence's words (measured: base F1 0.75 on these questions with no fact right).
+    g = result.by_group
+    assert g["tuned"]["trained"]["contains_fact"] > g["base"]["trained"]["contains_fact"]
+    assert g["tuned"]["trained"]["exact_match"] > g["base"]["trained"]["exact_match"]
+    assert g["base"]["trained"]["contains_fact"] == 0.0  # the facts are invented: the base cannot know them
     # retrieval refuses what the documents do not say
     assert result.overall["base + RAG"]["refusal"] == 1.0
 
