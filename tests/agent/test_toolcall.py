@@ -165,3 +165,27 @@ def test_auto_mode_streams_text_and_holds_back_the_call() -> None:
     assert json.loads(last.tool_calls[0]["function"]["arguments"]) == {"expression": "2+2"}
     plain = list(toolcall._parse_stream(iter([generate.Delta("a < b"), generate.Delta("", finish_reason="length")])))
     assert "".join(d.text for d in plain) == "a < b" and plain[-1].finish_reason == "length"
+
+
+def test_grammar_jump_forward_reads_forced_tokens_in_one_pass(chat_model) -> None:  # type: ignore[no-untyped-def]
+    """Fixed parts of the JSON (keys, punctuation) are not sampled one forward pass at a time."""
+    passes = {"n": 0}
+    forward = chat_model.model.forward
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        passes["n"] += 1
+        return forward(*args, **kwargs)
+
+    chat_model.model.forward = counting
+    try:
+        choice = {"type": "function", "function": {"name": "get_forecast"}}
+        msgs = [{"role": "user", "content": PROMPTS[0]}]
+        out = generate.collect(
+            toolcall.complete_with_tools(
+                chat_model, msgs, generate.sampling(max_tokens=64, temperature=0), [FORECAST], choice
+            )
+        )
+    finally:
+        del chat_model.model.forward  # back to the class's forward
+    jsonschema.validate(json.loads(out.tool_calls[0]["function"]["arguments"]), FORECAST["function"]["parameters"])
+    assert passes["n"] < 0.7 * out.usage.completion_tokens

@@ -3,8 +3,9 @@
 xgrammar compiles a JSON schema (or a structural tag: free text with constrained ``<tool_call>``
 blocks) against the model's tokenizer once; a ``GrammarProcessor`` then masks, at every step, the
 tokens that would break the grammar. It is a plain logits processor for ``generate.stream_token_ids``:
-the ids it receives grow by the token sampled last step, so it learns which token was accepted from
-them — no change to the generation loop is needed.
+the ids it receives grow by the tokens chosen since the last step, so it learns which were accepted
+from them. Where the grammar leaves only one way on (a fixed key, a closing brace), ``jump_forward``
+hands those tokens to the loop, which reads them in one forward pass instead of one pass each.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ class GrammarProcessor:
         self.bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
         self.seen: int | None = None  # length of ids at the previous call
 
-    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _catch_up(self, ids: torch.Tensor) -> None:
+        """Accept the tokens that joined ``ids`` since the last call (the ones the loop sampled)."""
         if self.seen is not None:
             for token in ids[0, self.seen :].tolist():
                 if not self.matcher.accept_token(int(token)):
                     raise RuntimeError(f"grammar rejected token {token} it had allowed")
         self.seen = ids.shape[1]
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._catch_up(ids)
         self.matcher.fill_next_token_bitmask(self.bitmask)
         # Unpack the 32-bit words to a boolean mask ourselves: cheap, and no extra thread pool.
         allowed = ((self.bitmask[0].unsqueeze(-1) >> _SHIFTS) & 1).bool().flatten()
@@ -72,6 +77,17 @@ class GrammarProcessor:
         if allowed.shape[0] < vocab:
             allowed = torch.cat([allowed, torch.zeros(vocab - allowed.shape[0], dtype=torch.bool)])
         return scores.masked_fill(~allowed[:vocab], float("-inf"))
+
+    def jump_forward(self, ids: torch.Tensor) -> list[int]:
+        """Tokens the grammar forces after ``ids`` (e.g. the rest of a fixed key like ``","days":``),
+        accepted here; the generation loop emits them without sampling, in one forward pass."""
+        self._catch_up(ids)
+        forced = [int(t) for t in self.matcher.find_jump_forward_tokens()]
+        for token in forced:
+            if not self.matcher.accept_token(token):
+                raise RuntimeError(f"grammar rejected its own jump-forward token {token}")
+        self.seen = ids.shape[1] + len(forced)
+        return forced
 
     @property
     def finished(self) -> bool:

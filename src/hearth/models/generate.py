@@ -173,10 +173,14 @@ def stream_token_ids(
     budget = params.max_tokens if not uses_cache else min(params.max_tokens, context_length - len(prompt_ids))
     generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
     processors = [*logits_processors, *_warpers(params)]
+    # A processor that knows the next tokens for certain (a grammar inside a fixed JSON key) offers
+    # them through `jump_forward(ids)`: they are emitted without sampling and read in one forward pass.
+    jumpers = [p for p in logits_processors if hasattr(p, "jump_forward")]
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
     cache: Any = None
     step_input = ids
-    for _ in range(budget):
+    produced = 0
+    while produced < budget:
         if uses_cache:
             # logits_to_keep=1: the prompt's other positions never need the vocabulary projection.
             out = model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
@@ -190,12 +194,17 @@ def stream_token_ids(
             token = scores.argmax(dim=-1, keepdim=True)
         else:
             token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)
-        token_id = int(token.item())
-        yield token_id
-        if token_id in eos_ids:
-            return
-        ids = torch.cat([ids, token], dim=1)
-        step_input = token
+        new = [int(token.item())]
+        if jumpers:
+            new += jumpers[0].jump_forward(torch.cat([ids, token], dim=1))
+        for token_id in new[: budget - produced]:
+            yield token_id
+            produced += 1
+            if token_id in eos_ids:
+                return
+        step = torch.tensor([new], dtype=torch.long)
+        ids = torch.cat([ids, step], dim=1)
+        step_input = step
 
 
 def _supports_cache(model: Any) -> bool:
