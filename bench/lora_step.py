@@ -47,6 +47,8 @@ def _prepare(args: argparse.Namespace):
             "training.progress=false",
             f"training.save_every={args.steps}",
             f"training.log_every={args.steps}",
+            # Hearth's default is deterministic kernels (exact resume); Trainer's default is not.
+            f"training.deterministic={str(args.deterministic).lower()}",
         ],
     )
     prep = tune.setup(cfg)
@@ -72,23 +74,16 @@ def run_hearth(args: argparse.Namespace) -> dict:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     from hearth.train import data as tdata
-    from hearth.train.loop import train
+    from hearth.train import tune
     from hearth.train.runs import Run
 
-    cfg, prep, model = _prepare(args)
+    _, prep, model = _prepare(args)
     clock = _StepClock()
     # Step boundaries: the loop builds its own optimizer, whose step() runs exactly once per loop step.
     hook = register_optimizer_step_post_hook(lambda *_: clock.tick())
     with tempfile.TemporaryDirectory() as tmp:
         run = Run.create("bench", "lora", root=Path(tmp))
-        train(
-            model,
-            run,
-            cfg.training,
-            tdata.Rows(prep.train_rows.rows),
-            collate_fn=tdata.collator(prep.tokenizer.pad_token_id),
-            trainable_only=True,
-        )
+        tune.fit(model, run, prep, tdata.collator(prep.tokenizer.pad_token_id), resume=False)  # `hearth tune`'s call
     hook.remove()
     return {"side": "hearth", "seconds_per_step": clock.seconds_per_step(args.warmup)}
 
@@ -101,6 +96,7 @@ def run_trainer(args: argparse.Namespace) -> dict:
 
     cfg, prep, model = _prepare(args)
     clock = _StepClock()
+    model.config.use_cache = False  # as `hearth tune` trains (and HF fine-tuning scripts): no KV cache in training
 
     class Clock(TrainerCallback):
         # Like the hearth side: a mark at the end of every step, so gaps start at step 2.
@@ -154,12 +150,16 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--deterministic", action="store_true", help="hearth side with deterministic kernels (its default)"
+    )
     parser.add_argument("--child", choices=["hearth", "trainer"])
     args = parser.parse_args()
     if args.child:
         child(args.child, args)
         return
     passed = [f"--{k}={getattr(args, k)}" for k in ("steps", "warmup", "batch", "seq", "rank")]
+    passed += ["--deterministic"] if args.deterministic else []
     runs: dict[str, list[dict]] = {"trainer": [], "hearth": []}
     for _ in range(args.rounds):
         for side in ("trainer", "hearth"):
@@ -182,7 +182,9 @@ def main() -> None:
         "median": med,
         "seconds_per_step_ratio": med["hearth"]["seconds_per_step"] / med["trainer"]["seconds_per_step"],
         "peak_rss_ratio": med["hearth"]["peak_rss_mib"] / med["trainer"]["peak_rss_mib"],
-        "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "rank", "rounds")},
+        "settings": {
+            k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "rank", "rounds", "deterministic")
+        },
         "load_average": os.getloadavg(),
     }
     print(json.dumps(summary))

@@ -264,16 +264,23 @@ def _share_run(proc: Any, run: Run | None) -> Run:
 def fit(model: Any, run: Run, prep: Prepared, collate: Any, resume: bool) -> TrainResult:
     """The one loop; peft methods checkpoint only their own (trainable) weights."""
     val = tdata.Rows(prep.val_rows.rows) if prep.val_rows.rows else None
-    return train(
-        model,
-        run,
-        prep.cfg.training,
-        tdata.Rows(prep.train_rows.rows),
-        val,
-        collate_fn=collate,
-        resume=resume,
-        trainable_only=prep.cfg.method.name != "full",
-    )
+    # A training forward needs no KV cache (the prefix method passes its own); building one every step
+    # costs time and memory. Generation asks for a cache explicitly, and the saved config keeps it on.
+    config = prep.base.config
+    use_cache, config.use_cache = config.use_cache, False
+    try:
+        return train(
+            model,
+            run,
+            prep.cfg.training,
+            tdata.Rows(prep.train_rows.rows),
+            val,
+            collate_fn=collate,
+            resume=resume,
+            trainable_only=prep.cfg.method.name != "full",
+        )
+    finally:
+        config.use_cache = use_cache
 
 
 # ---------------------------------------------------------------------------------------------
