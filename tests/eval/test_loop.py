@@ -1,5 +1,6 @@
-"""The closed loop end to end on the example documents (few steps): the tuned model beats the base on the
-facts it trained on, RAG refuses out-of-corpus questions, and the adapter is registered for serving."""
+"""The closed loop end to end on the example documents, with the recipe's 60 LoRA steps (50 were measured
+too few to recall the facts reliably): the tuned model beats the base on the facts it trained on, RAG
+refuses out-of-corpus questions, and the adapter is registered for serving."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
             f"docs={ROOT / 'examples' / 'docs' / 'quillon'}",
             "name=ci-faq",
             "kb.collection=ci-faq",
-            "tune.training.max_steps=50",
             "tune.training.progress=false",
             "eval.per_group=4",
             "eval.max_tokens=24",
@@ -50,6 +50,6 @@ def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
 
     # registered: `hearth serve` lists the adapter as a model
     assert result.adapter == "ci-faq"
-    assert any(m.id == "ci-faq" and m.kind == "adapter" for m in list_models())
+    assert any(m.kind == "adapter" and m.id == "smollm2+ci-faq" for m in list_models())  # its loadable name
     for f in ("report.md", "report.html", "plots/contains_fact.png", "plots/groups.png"):
         assert (tmp_path / "report" / f).is_file(), f
