@@ -83,7 +83,7 @@ def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tm
     assert "Vantree" in answer, answer
     from hearth.models import catalog
 
-    assert any(m.id == "quillon" and m.kind == "adapter" for m in catalog.list_models())
+    assert any(m.id == "smollm2+quillon" and m.kind == "adapter" for m in catalog.list_models())  # its loadable name
 
     # The merged model's logits equal base + (unmerged) adapter's.
     from peft import PeftModel

@@ -8,6 +8,7 @@ import traceback
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hearth import __version__, paths
 from hearth.errors import HearthError
@@ -66,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     except HearthError as exc:
         if _state["debug"] or "--debug" in (argv or sys.argv):
             traceback.print_exc()
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        # soft_wrap: a message is one line however narrow the terminal, so it can be grepped and copied
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
