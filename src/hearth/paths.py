@@ -1,10 +1,10 @@
 """Where Hearth keeps things on disk: ``$HEARTH_HOME`` (default ``~/.hearth``) and its layout.
 
-    models/<name>/      converted or user models (safetensors + config + tokenizer)
-    adapters/<name>/    PEFT adapters registered by fine-tuning runs
-    runs/<run-id>/      training runs: config.yaml, metrics.jsonl, checkpoints/
-    kb/<collection>/    knowledge-base stores and their manifests
-    hearth.yaml         user settings
+models/<name>/      converted or user models (safetensors + config + tokenizer)
+adapters/<name>/    PEFT adapters registered by fine-tuning runs
+runs/<run-id>/      training runs: config.yaml, metrics.jsonl, checkpoints/
+kb/<collection>/    knowledge-base stores and their manifests
+hearth.yaml         user settings
 """
 
 from __future__ import annotations
