@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 NOT_FOUND_EN = "I could not find this in the knowledge base, so I won't guess."
@@ -32,7 +33,8 @@ class Passage:
 
     def label(self) -> str:
         """'handbook.md > Leave > Parental leave, p. 3' — where the passage is, in words."""
-        where = " > ".join([self.source, *self.headings])
+        # the file's name, not its full path: the citation's `source` field keeps the whole path
+        where = " > ".join([PurePath(self.source).name or self.source, *self.headings])
         return f"{where}, p. {self.page}" if self.page else where
 
     def render(self, n: int) -> str:
