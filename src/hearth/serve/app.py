@@ -8,10 +8,12 @@ forget to.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import ipaddress
 import logging
 import os
+from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
@@ -124,7 +126,19 @@ def create_app(
     from hearth.serve import hearth_api, openai_api
 
     settings = settings or config.settings()
+    mcp_app = _mcp_app() if mcp else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The MCP app keeps a session manager that must run for the server's whole life.
+        if mcp_app is None:
+            yield
+            return
+        async with mcp_app.router.lifespan_context(mcp_app):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Hearth",
         version=__version__,
         description="A private, self-hosted AI stack: OpenAI-compatible API, knowledge bases, training jobs.",
@@ -166,8 +180,8 @@ def create_app(
 
     if demo:
         start_demo_kb(app.state.jobs)
-    if mcp:
-        _mount_mcp(app)
+    if mcp_app is not None:
+        app.mount("/mcp", mcp_app)
     if ui:
         from hearth.serve import ui as web
 
@@ -196,15 +210,8 @@ def start_demo_kb(jobs: Any) -> None:
     log.info("ingesting %d docs into the demo knowledge base '%s'", len(files), DEMO_KB)
 
 
-def _mount_mcp(app: FastAPI) -> None:
-    """Mount the agent's MCP server (streamable HTTP) at /mcp when the agent provides one."""
-    try:
-        from hearth.agent import mcp_server  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("MCP endpoint off: hearth.agent.mcp_server is not available")
-        return
-    mcp_app = mcp_server.http_app()
-    app.mount("/mcp", mcp_app)
-    lifespan = getattr(mcp_app, "router", None)
-    if lifespan is not None and getattr(lifespan, "lifespan_context", None) is not None:
-        app.state.mcp_lifespan = lifespan.lifespan_context
+def _mcp_app() -> Any:
+    """The agent's MCP server as a streamable-HTTP ASGI app, to mount at /mcp."""
+    from hearth.agent import mcp_server
+
+    return mcp_server.http_app()
