@@ -9,7 +9,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 import os as _os
 
-# OpenMP threads that spin while waiting for work made token-by-token decoding many times slower on
-# small CPUs (measured: bench/decode.py). Passive waiting must be chosen before torch loads, so it is
-# set here, the first Hearth import; a user's own OMP_WAIT_POLICY wins.
+# OpenMP threads that spin while waiting made token-by-token decoding 10-25x slower on a 2-core CPU
+# as soon as other work shared the cores (1.5x faster when idle; bench/decode.py, README). Passive
+# waiting must be chosen before torch loads, so it is set here, at the first Hearth import; a user's
+# own OMP_WAIT_POLICY wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
