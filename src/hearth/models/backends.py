@@ -38,7 +38,19 @@ class ChatModel(Protocol):
     ) -> Completion: ...
 
 
-class LocalChatModel:
+class _Collects:
+    """``complete`` is the joined ``stream``, so a backend's two answers can never disagree."""
+
+    def complete(
+        self,
+        messages: Sequence[dict[str, Any]],
+        params: GenerationSettings,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Completion:
+        return generate.collect(self.stream(messages, params, tools))  # type: ignore[attr-defined]
+
+
+class LocalChatModel(_Collects):
     """A torch model in this process, decoded by Hearth's generation path."""
 
     kind = "local"
@@ -73,16 +85,8 @@ class LocalChatModel:
         with self.lock:
             yield from deltas
 
-    def complete(
-        self,
-        messages: Sequence[dict[str, Any]],
-        params: GenerationSettings,
-        tools: Sequence[dict[str, Any]] | None = None,
-    ) -> Completion:
-        return generate.collect(self.stream(messages, params, tools))
 
-
-class LlamaCppChatModel:
+class LlamaCppChatModel(_Collects):
     """A GGUF file run by llama.cpp through llama-cpp-python (the optional extra ``[llamacpp]``)."""
 
     kind = "llamacpp"
@@ -130,16 +134,8 @@ class LlamaCppChatModel:
                     finish = choice["finish_reason"]
             yield Delta("", finish_reason=finish, usage=generate.Usage(0, count))
 
-    def complete(
-        self,
-        messages: Sequence[dict[str, Any]],
-        params: GenerationSettings,
-        tools: Sequence[dict[str, Any]] | None = None,
-    ) -> Completion:
-        return generate.collect(self.stream(messages, params, tools))
 
-
-class RemoteChatModel:
+class RemoteChatModel(_Collects):
     """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted APIs, another Hearth)."""
 
     kind = "remote"
@@ -209,14 +205,6 @@ class RemoteChatModel:
                 f"{self.backend.base_url} answered {exc.status_code}: {exc.message}",
                 "check the model name and API key in hearth.yaml",
             ) from None
-
-    def complete(
-        self,
-        messages: Sequence[dict[str, Any]],
-        params: GenerationSettings,
-        tools: Sequence[dict[str, Any]] | None = None,
-    ) -> Completion:
-        return generate.collect(self.stream(messages, params, tools))
 
 
 _models: dict[tuple[str, str], ChatModel] = {}
