@@ -16,7 +16,6 @@ answers any fact in the documents, cites it, and can say "not found". The report
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import shutil
@@ -30,6 +29,7 @@ from pydantic import Field
 from hearth import config as hconfig
 from hearth.config import Section
 from hearth.errors import ConfigError
+from hearth.models import backends
 from hearth.train.tune import TuneConfig
 
 
@@ -157,17 +157,6 @@ def _pick(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str
     return out
 
 
-def _fresh_chat_model(name: str) -> None:
-    """Forget a cached chat model of this name: the adapter under it was just (re)trained."""
-    from hearth.models import backends, load
-
-    with backends._models_lock:  # no public "forget" there; a stale adapter would be measured otherwise
-        for key in [k for k in backends._models if k[0] == name]:
-            backends._models.pop(key, None)
-    with contextlib.suppress(Exception):  # nothing is cached under a name that does not resolve yet
-        load.forget(name)
-
-
 def run_loop(
     cfg: LoopConfig, report_dir: str | Path | None = None, on_step: Callable[[str], None] | None = None
 ) -> LoopResult:
@@ -237,7 +226,7 @@ def run_loop(
     tune_run, tune_report = tune_mod.tune(tune_cfg)
     adapter = tune_report.adapter
     tuned = f"{tune_cfg.model}+{adapter}" if adapter else str(Path(tune_report.output))
-    _fresh_chat_model(tuned)
+    backends.forget(tuned)  # an adapter of this name may have been loaded before it was retrained
 
     step(f"evaluate {len(eval_rows)} questions")
     systems = [

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from hearth import config
 from hearth.config import GenerationSettings, RemoteBackend
-from hearth.errors import BackendError, ConfigError
+from hearth.errors import BackendError, ConfigError, HearthError
 from hearth.models import generate
 from hearth.models.generate import Completion, Delta, LogitsProcessor
 
@@ -247,6 +247,19 @@ def get_chat_model(
             raise ConfigError(f"unknown engine '{engine}'", "use torch or llamacpp")
         _models[key] = model
         return model
+
+
+def forget(name: str) -> None:
+    """Drop the chat models and loaded weights cached under ``name`` (e.g. an adapter just retrained)."""
+    import contextlib
+
+    from hearth.models import load
+
+    with _models_lock:
+        for key in [k for k in _models if k[0] == name]:
+            del _models[key]
+    with contextlib.suppress(HearthError):  # nothing is cached under a name that does not resolve yet
+        load.forget(name)
 
 
 def set_threads(threads: int | None) -> None:
