@@ -191,3 +191,14 @@ def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(100, cfg) == pytest.approx(0.1)
     assert lr_factor(55, cfg.model_copy(update={"schedule": "linear"})) == pytest.approx(0.55)
     assert lr_factor(99, cfg.model_copy(update={"schedule": "constant"})) == 1.0
+
+
+def test_deterministic_switch_is_restored_after_a_run() -> None:
+    import torch
+
+    from hearth.train.loop import deterministic
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic(True):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()

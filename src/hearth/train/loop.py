@@ -21,7 +21,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,18 @@ def build_optimizer(params: Iterable[Any], cfg: TrainingConfig) -> torch.optim.O
     return torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
 
 
+@contextmanager
+def deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels (exact resume) for one run; the switch is process-wide, so restore it after."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
 def train(
     model: torch.nn.Module,
     run: Run,
@@ -157,237 +169,244 @@ def train(
     ``trainable_only``: checkpoints hold only the parameters that require grad (adapter fine-tuning: a
     few MB instead of the frozen base), and resume loads them onto the freshly built base.
     """
-    from accelerate import Accelerator
+    with deterministic(cfg.deterministic):
+        from accelerate import Accelerator
 
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    # cpu=True when there is no GPU: under torchrun / accelerate launch that selects DDP over gloo.
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
-    run.writable = run.writable and main
+        # cpu=True when there is no GPU: under torchrun / accelerate launch that selects DDP over gloo.
+        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+        rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+        run.writable = run.writable and main
 
-    sampler = EpochBatches(len(train_data), cfg.batch_size, rank, world, cfg.seed, shuffle=True)  # type: ignore[arg-type]
-    if len(sampler) == 0:
-        raise DataError(
-            f"the training data has {len(train_data)} examples, fewer than one batch of {cfg.batch_size * world}",  # type: ignore[arg-type]
-            "add text to the corpus, or lower training.batch_size (or model.block_size)",
-        )
-    # The loader gets its own generator, so starting an epoch never draws from the global RNG dropout uses.
-    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate_fn, generator=torch.Generator())
+        sampler = EpochBatches(len(train_data), cfg.batch_size, rank, world, cfg.seed, shuffle=True)  # type: ignore[arg-type]
+        if len(sampler) == 0:
+            raise DataError(
+                f"the training data has {len(train_data)} examples, fewer than one batch of {cfg.batch_size * world}",  # type: ignore[arg-type]
+                "add text to the corpus, or lower training.batch_size (or model.block_size)",
+            )
+        # The loader gets its own generator, so starting an epoch never draws from the global RNG dropout uses.
+        loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate_fn, generator=torch.Generator())
 
-    optimizer = build_optimizer(params if params is not None else model.parameters(), cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    state = TrainState()
-    checkpoint = run.require_checkpoint() if resume else None
-    if checkpoint is not None:
-        load_weights(model, checkpoint / "model.safetensors", partial=trainable_only)
-    model, optimizer = acc.prepare(model, optimizer)
-    if checkpoint is not None:
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=acc.device, weights_only=False))
-        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
-        state = TrainState(**json.loads((checkpoint / "trainer_state.json").read_text())["state"])
-        run.truncate_metrics(state.step)  # points logged after the checkpoint will be logged again
-        if run.writable:
-            run.tensorboard(purge_step=state.step + 1)  # TensorBoard drops its points after the checkpoint too
-    else:
-        torch.manual_seed(cfg.seed + rank)  # dropout differs per process; data order does not depend on it
+        optimizer = build_optimizer(params if params is not None else model.parameters(), cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+        state = TrainState()
+        checkpoint = run.require_checkpoint() if resume else None
+        if checkpoint is not None:
+            load_weights(model, checkpoint / "model.safetensors", partial=trainable_only)
+        model, optimizer = acc.prepare(model, optimizer)
+        if checkpoint is not None:
+            optimizer.load_state_dict(
+                torch.load(checkpoint / "optimizer.pt", map_location=acc.device, weights_only=False)
+            )
+            scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
+            state = TrainState(**json.loads((checkpoint / "trainer_state.json").read_text())["state"])
+            run.truncate_metrics(state.step)  # points logged after the checkpoint will be logged again
+            if run.writable:
+                run.tensorboard(purge_step=state.step + 1)  # TensorBoard drops its points after the checkpoint too
+        else:
+            torch.manual_seed(cfg.seed + rank)  # dropout differs per process; data order does not depend on it
 
-    sampler.set_position(state.epoch, state.batch_in_epoch)
-    batches = iter(loader)
-    if checkpoint is not None:
-        # Restore the RNG *after* the iterator exists: the uninterrupted run drew nothing between here and its save.
-        _set_rng(torch.load(_rng_file(checkpoint, rank, world), weights_only=False))
+        sampler.set_position(state.epoch, state.batch_in_epoch)
+        batches = iter(loader)
+        if checkpoint is not None:
+            # Restore the RNG *after* the iterator exists: the uninterrupted run drew nothing between here and its save.
+            _set_rng(torch.load(_rng_file(checkpoint, rank, world), weights_only=False))
 
-    def next_batch() -> dict[str, torch.Tensor]:
-        nonlocal batches
-        while True:
-            try:
-                batch = next(batches)
-                state.batch_in_epoch += 1
-                return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            except StopIteration:
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                sampler.set_position(state.epoch, 0)
-                batches = iter(loader)
+        def next_batch() -> dict[str, torch.Tensor]:
+            nonlocal batches
+            while True:
+                try:
+                    batch = next(batches)
+                    state.batch_in_epoch += 1
+                    return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                except StopIteration:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    sampler.set_position(state.epoch, 0)
+                    batches = iter(loader)
 
-    def save() -> Path:
-        tmp = run.checkpoint_tmp(state.step)
-        if main:
-            run.begin_checkpoint(state.step)
-        acc.wait_for_everyone()
-        torch.save(_get_rng(), _rng_file(tmp, rank, world))  # every process keeps its own dropout stream
-        if main:
-            from safetensors.torch import save_file, save_model
+        def save() -> Path:
+            tmp = run.checkpoint_tmp(state.step)
+            if main:
+                run.begin_checkpoint(state.step)
+            acc.wait_for_everyone()
+            torch.save(_get_rng(), _rng_file(tmp, rank, world))  # every process keeps its own dropout stream
+            if main:
+                from safetensors.torch import save_file, save_model
 
-            if trainable_only:
-                weights = {
-                    n: p.detach().contiguous() for n, p in acc.unwrap_model(model).named_parameters() if p.requires_grad
+                if trainable_only:
+                    weights = {
+                        n: p.detach().contiguous()
+                        for n, p in acc.unwrap_model(model).named_parameters()
+                        if p.requires_grad
+                    }
+                    save_file(weights, str(tmp / "model.safetensors"))
+                else:
+                    save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+                info = {
+                    "state": asdict(state),
+                    "processes": world,
+                    "model_class": type(acc.unwrap_model(model)).__name__,
                 }
-                save_file(weights, str(tmp / "model.safetensors"))
-            else:
-                save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            info = {"state": asdict(state), "processes": world, "model_class": type(acc.unwrap_model(model)).__name__}
-            (tmp / "trainer_state.json").write_text(json.dumps(info, indent=2, default=float))
-        acc.wait_for_everyone()
-        final = run.commit_checkpoint(state.step, cfg.keep_last)
-        acc.wait_for_everyone()
-        return final
+                (tmp / "trainer_state.json").write_text(json.dumps(info, indent=2, default=float))
+            acc.wait_for_everyone()
+            final = run.commit_checkpoint(state.step, cfg.keep_last)
+            acc.wait_for_everyone()
+            return final
 
-    def evaluate(data: Dataset | None, limit: int | None) -> float | None:
-        if data is None:
-            return None
-        eval_sampler = EpochBatches(len(data), cfg.batch_size, rank, world, shuffle=False, limit=limit)  # type: ignore[arg-type]
-        if len(eval_sampler) == 0:  # smaller than one global batch: read it all on every process
-            eval_sampler = EpochBatches(len(data), len(data), 0, 1, shuffle=False)  # type: ignore[arg-type]
-        model.eval()
-        total = torch.zeros(2, dtype=torch.float64, device=acc.device)  # (sum of token losses, tokens)
-        with torch.no_grad():
-            for batch in DataLoader(data, batch_sampler=eval_sampler, collate_fn=collate_fn):
-                batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                with acc.autocast():
-                    loss = model(**batch).loss
-                n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-                total += torch.tensor([loss.item() * n, n], dtype=torch.float64, device=acc.device)
-        model.train()
-        if world > 1:
-            total = acc.reduce(total, "sum")
-        return float(total[0] / total[1]) if total[1] > 0 else None
-
-    if main:
-        run.write_meta(status="running", resumed_from=checkpoint.name if checkpoint else None)
-        run.write_environment(
-            device=str(acc.device), processes=world, mixed_precision=cfg.mixed_precision, seed=cfg.seed
-        )
-
-    history: list[dict[str, Any]] = []
-    stopped = "max_steps"
-    interval_loss = torch.zeros((), device=acc.device)
-    interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
-    last_loss, last_val, last_saved = math.nan, None, -1
-    session_tokens, session_start = 0, time.perf_counter()
-    progress = _Progress(cfg.max_steps, state.step, enabled=main and cfg.progress)
-    # Per-layer-group gradient norms and update/weight ratios (train/debug.py), when asked for.
-    grad_stats = None
-    if cfg.grad_stats_every and main:
-        from hearth.train.debug import GradStats
-
-        grad_stats = GradStats(acc.unwrap_model(model), cfg.grad_stats_every)
-    model.train()
-    try:
-        while state.step < cfg.max_steps:
-            step_loss = torch.zeros((), device=acc.device)
-            step_tokens = 0
-            for micro in range(cfg.grad_accum_steps):
-                batch = next_batch()
-                last_micro = micro == cfg.grad_accum_steps - 1
-                # Between accumulation passes DDP need not average gradients: only the last one syncs.
-                with nullcontext() if last_micro or world == 1 else acc.no_sync(model):
+        def evaluate(data: Dataset | None, limit: int | None) -> float | None:
+            if data is None:
+                return None
+            eval_sampler = EpochBatches(len(data), cfg.batch_size, rank, world, shuffle=False, limit=limit)  # type: ignore[arg-type]
+            if len(eval_sampler) == 0:  # smaller than one global batch: read it all on every process
+                eval_sampler = EpochBatches(len(data), len(data), 0, 1, shuffle=False)  # type: ignore[arg-type]
+            model.eval()
+            total = torch.zeros(2, dtype=torch.float64, device=acc.device)  # (sum of token losses, tokens)
+            with torch.no_grad():
+                for batch in DataLoader(data, batch_sampler=eval_sampler, collate_fn=collate_fn):
+                    batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                     with acc.autocast():
                         loss = model(**batch).loss
-                    acc.backward(loss / cfg.grad_accum_steps)
-                step_loss += loss.detach() / cfg.grad_accum_steps
-                step_tokens += batch["input_ids"].numel() * world
-
-            bad = ~torch.isfinite(step_loss)
+                    n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+                    total += torch.tensor([loss.item() * n, n], dtype=torch.float64, device=acc.device)
+            model.train()
             if world > 1:
-                bad = acc.reduce(bad.float(), "sum") > 0
-            if bad:
-                good = run.latest_checkpoint()
-                raise TrainError(
-                    f"the loss became {step_loss.item()} at step {state.step + 1}; training stopped",
-                    f"the last good checkpoint is {good.name if good else 'none'}; lower training.learning_rate, "
-                    "raise training.warmup_steps or set training.max_grad_norm, then start again",
-                )
-            if grad_stats is not None:
-                grad_stats.before_step(state.step + 1)  # the raw gradient, before clipping
-            if cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            if grad_stats is not None and (row := grad_stats.after_step()) is not None:
-                run.log(state.step + 1, "grads", **row)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += step_tokens
-            session_tokens += step_tokens
-            interval_loss += step_loss
-            interval_steps += 1
-            interval_tokens += step_tokens
+                total = acc.reduce(total, "sum")
+            return float(total[0] / total[1]) if total[1] > 0 else None
 
-            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-                mean = interval_loss / interval_steps
+        if main:
+            run.write_meta(status="running", resumed_from=checkpoint.name if checkpoint else None)
+            run.write_environment(
+                device=str(acc.device), processes=world, mixed_precision=cfg.mixed_precision, seed=cfg.seed
+            )
+
+        history: list[dict[str, Any]] = []
+        stopped = "max_steps"
+        interval_loss = torch.zeros((), device=acc.device)
+        interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
+        last_loss, last_val, last_saved = math.nan, None, -1
+        session_tokens, session_start = 0, time.perf_counter()
+        progress = _Progress(cfg.max_steps, state.step, enabled=main and cfg.progress)
+        # Per-layer-group gradient norms and update/weight ratios (train/debug.py), when asked for.
+        grad_stats = None
+        if cfg.grad_stats_every and main:
+            from hearth.train.debug import GradStats
+
+            grad_stats = GradStats(acc.unwrap_model(model), cfg.grad_stats_every)
+        model.train()
+        try:
+            while state.step < cfg.max_steps:
+                step_loss = torch.zeros((), device=acc.device)
+                step_tokens = 0
+                for micro in range(cfg.grad_accum_steps):
+                    batch = next_batch()
+                    last_micro = micro == cfg.grad_accum_steps - 1
+                    # Between accumulation passes DDP need not average gradients: only the last one syncs.
+                    with nullcontext() if last_micro or world == 1 else acc.no_sync(model):
+                        with acc.autocast():
+                            loss = model(**batch).loss
+                        acc.backward(loss / cfg.grad_accum_steps)
+                    step_loss += loss.detach() / cfg.grad_accum_steps
+                    step_tokens += batch["input_ids"].numel() * world
+
+                bad = ~torch.isfinite(step_loss)
                 if world > 1:
-                    mean = acc.reduce(mean, "mean")
-                seconds = time.perf_counter() - interval_start
-                state.train_seconds += seconds
-                last_loss = float(mean)
-                row = {
-                    "loss": last_loss,
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens_per_s": interval_tokens / max(seconds, 1e-9),
-                    "tokens": state.tokens,
-                }
-                run.log(state.step, "train", **row)
-                history.append({"step": state.step, "split": "train", **row})
-                progress.update(state.step, last_loss, row["lr"], row["tokens_per_s"])
-                interval_loss.zero_()
-                interval_steps, interval_tokens = 0, 0
-                interval_start = time.perf_counter()
-            else:
-                progress.update(state.step)
+                    bad = acc.reduce(bad.float(), "sum") > 0
+                if bad:
+                    good = run.latest_checkpoint()
+                    raise TrainError(
+                        f"the loss became {step_loss.item()} at step {state.step + 1}; training stopped",
+                        f"the last good checkpoint is {good.name if good else 'none'}; lower training.learning_rate, "
+                        "raise training.warmup_steps or set training.max_grad_norm, then start again",
+                    )
+                if grad_stats is not None:
+                    grad_stats.before_step(state.step + 1)  # the raw gradient, before clipping
+                if cfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                if grad_stats is not None and (row := grad_stats.after_step()) is not None:
+                    run.log(state.step + 1, "grads", **row)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.tokens += step_tokens
+                session_tokens += step_tokens
+                interval_loss += step_loss
+                interval_steps += 1
+                interval_tokens += step_tokens
 
-            if val_data is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
-                eval_start = time.perf_counter()
-                last_val = evaluate(val_data, cfg.eval_batches)
-                if last_val is not None:
-                    run.log(state.step, "val", loss=last_val, perplexity=math.exp(min(last_val, 50)))
-                    history.append({"step": state.step, "split": "val", "loss": last_val})
-                    if last_val < state.best_val_loss:
-                        state.best_val_loss, state.bad_evals = last_val, 0
-                    else:
-                        state.bad_evals += 1
-                interval_start += time.perf_counter() - eval_start  # evaluation time is not training time
-                if cfg.early_stop_patience and state.bad_evals >= cfg.early_stop_patience:
-                    stopped = "early_stop"
-                    break
+                if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+                    mean = interval_loss / interval_steps
+                    if world > 1:
+                        mean = acc.reduce(mean, "mean")
+                    seconds = time.perf_counter() - interval_start
+                    state.train_seconds += seconds
+                    last_loss = float(mean)
+                    row = {
+                        "loss": last_loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens_per_s": interval_tokens / max(seconds, 1e-9),
+                        "tokens": state.tokens,
+                    }
+                    run.log(state.step, "train", **row)
+                    history.append({"step": state.step, "split": "train", **row})
+                    progress.update(state.step, last_loss, row["lr"], row["tokens_per_s"])
+                    interval_loss.zero_()
+                    interval_steps, interval_tokens = 0, 0
+                    interval_start = time.perf_counter()
+                else:
+                    progress.update(state.step)
 
-            if state.step % cfg.save_every == 0:
-                save_start = time.perf_counter()
-                save()
-                last_saved = state.step
-                interval_start += time.perf_counter() - save_start
-    except TrainError:
-        run.write_meta(status="failed")
+                if val_data is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
+                    eval_start = time.perf_counter()
+                    last_val = evaluate(val_data, cfg.eval_batches)
+                    if last_val is not None:
+                        run.log(state.step, "val", loss=last_val, perplexity=math.exp(min(last_val, 50)))
+                        history.append({"step": state.step, "split": "val", "loss": last_val})
+                        if last_val < state.best_val_loss:
+                            state.best_val_loss, state.bad_evals = last_val, 0
+                        else:
+                            state.bad_evals += 1
+                    interval_start += time.perf_counter() - eval_start  # evaluation time is not training time
+                    if cfg.early_stop_patience and state.bad_evals >= cfg.early_stop_patience:
+                        stopped = "early_stop"
+                        break
+
+                if state.step % cfg.save_every == 0:
+                    save_start = time.perf_counter()
+                    save()
+                    last_saved = state.step
+                    interval_start += time.perf_counter() - save_start
+        except TrainError:
+            run.write_meta(status="failed")
+            progress.close()
+            run.close()
+            raise
         progress.close()
+        session_seconds = time.perf_counter() - session_start
+        final = save() if last_saved != state.step else run.checkpoints_dir / f"step-{state.step}"
+        test_loss = evaluate(test_data, None)
+        if test_loss is not None:
+            run.log(state.step, "test", loss=test_loss, perplexity=math.exp(min(test_loss, 50)))
+        best = state.best_val_loss if math.isfinite(state.best_val_loss) else None
+        result = TrainResult(
+            run_id=run.id,
+            steps=state.step,
+            stopped=stopped,
+            train_loss=last_loss,
+            best_val_loss=best,
+            val_loss=last_val,
+            test_loss=test_loss,
+            tokens=state.tokens,
+            tokens_per_s=session_tokens / max(session_seconds, 1e-9),
+            checkpoint=str(final),
+            history=history,
+        )
+        run.write_summary(**{k: v for k, v in asdict(result).items() if k != "history"})
+        run.write_meta(status="finished" if stopped == "max_steps" else "stopped early")
         run.close()
-        raise
-    progress.close()
-    session_seconds = time.perf_counter() - session_start
-    final = save() if last_saved != state.step else run.checkpoints_dir / f"step-{state.step}"
-    test_loss = evaluate(test_data, None)
-    if test_loss is not None:
-        run.log(state.step, "test", loss=test_loss, perplexity=math.exp(min(test_loss, 50)))
-    best = state.best_val_loss if math.isfinite(state.best_val_loss) else None
-    result = TrainResult(
-        run_id=run.id,
-        steps=state.step,
-        stopped=stopped,
-        train_loss=last_loss,
-        best_val_loss=best,
-        val_loss=last_val,
-        test_loss=test_loss,
-        tokens=state.tokens,
-        tokens_per_s=session_tokens / max(session_seconds, 1e-9),
-        checkpoint=str(final),
-        history=history,
-    )
-    run.write_summary(**{k: v for k, v in asdict(result).items() if k != "history"})
-    run.write_meta(status="finished" if stopped == "max_steps" else "stopped early")
-    run.close()
-    acc.wait_for_everyone()
-    return result
+        acc.wait_for_everyone()
+        return result
 
 
 def load_weights(model: torch.nn.Module, file: Path, partial: bool = False) -> None:
