@@ -1,11 +1,13 @@
-"""Hearth's MCP server with the official SDK client (stdio and streamable HTTP), and Hearth's MCP client
-against a third-party server from npm and against Hearth's own server."""
+"""Hearth's MCP server with the official SDK clients of both generations (2.x in-process, 1.x from its own
+venv) and the MCP Inspector CLI, over stdio and streamable HTTP; and Hearth's MCP client against a
+third-party server from npm and against Hearth's own server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -20,13 +22,15 @@ from hearth.agent import engine, mcp_client, mcp_server
 from hearth.models import generate
 
 SERVE = ["-m", "hearth.cli.main", "mcp", "serve"]  # the real `hearth mcp serve` command
+QUERY = "How long is the ladder break at Quillberry?"
+MCP1_CLIENT = Path(__file__).with_name("mcp1_client.py")
 
 
 async def _exercise(client: Client) -> dict[str, object]:
     """List tools, search the KB, call an unknown tool and pass bad arguments; the server must survive."""
     names = {t.name for t in (await client.list_tools()).tools}
     assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= names
-    found = await client.call_tool("kb_search", {"query": "How long is the ladder break at Quillberry?", "k": 2})
+    found = await client.call_tool("kb_search", {"query": QUERY, "k": 2})
     assert not found.is_error
     data = found.structured_content or json.loads(found.content[0].text)
     assert data["found"] and data["passages"][0]["source"].endswith("orchard_handbook.md")
@@ -122,6 +126,81 @@ def test_http_server_answers_unknown_methods_at_once(http_url: str) -> None:
     reply = r.json()
     assert reply["id"] == 7 and reply["error"]["code"] == -32601, reply
     assert elapsed < 1.0
+
+
+def _run_json(cmd: list[str], timeout: float = 120) -> tuple[dict, float]:
+    """Run a client process to completion; its stdout is one JSON document. Returns it and the wall time."""
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    elapsed = time.perf_counter() - t0
+    assert done.returncode == 0, f"{cmd[1]} exited {done.returncode}:\n{done.stderr[-3000:]}\n{done.stdout[-2000:]}"
+    return json.loads(done.stdout), elapsed
+
+
+def _check_1x_report(report: dict) -> None:
+    """What the 1.x client saw must match what the 2.x client sees in _exercise."""
+    assert report["client_sdk"].startswith("1."), report["client_sdk"]
+    assert report["server"] == "hearth"
+    assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= set(report["tools"])
+    search = report["search"]
+    assert not search["is_error"], search
+    passages = (search["structured"] or json.loads(search["text"]))["passages"]
+    assert passages[0]["source"].endswith("orchard_handbook.md") and passages[0]["headings"][-1] == "Ladder safety"
+    assert report["unknown"]["is_error"] and "format_disk" in report["unknown"]["text"]
+    assert report["bad"]["is_error"] and "query" in report["bad"]["text"]
+    assert report["resources"] == ["hearth://kb"] and report["templates"] == ["hearth://kb/{collection}/{doc_id}"]
+    assert report["documents"] == 4 and "Turn the compost pile" in report["page"]
+    assert not report["again"]["is_error"] and "garden_notes.md" in report["again"]["text"]  # alive after errors
+
+
+def test_stdio_server_with_sdk_1x_client(grounded: Path, mcp1_python: Path) -> None:
+    report, _ = _run_json([str(mcp1_python), str(MCP1_CLIENT), "stdio", str(grounded), sys.executable, *SERVE])
+    _check_1x_report(report)
+    print(f"\nmcp {report['client_sdk']} stdio (protocol {report['protocol_version']}): ", end="")
+    print(f"process start + handshake {report['connect_s']:.2f} s")
+    assert report["connect_s"] < 5.0  # includes starting Python, as in the 2.x stdio test
+
+
+def test_http_server_with_sdk_1x_client(http_url: str, mcp1_python: Path) -> None:
+    report, _ = _run_json([str(mcp1_python), str(MCP1_CLIENT), "http", http_url, "3"])
+    _check_1x_report(report)
+    times = report["connect_times_s"]
+    print(f"\nmcp {report['client_sdk']} HTTP (protocol {report['protocol_version']}) connect times: ", end="")
+    print(", ".join(f"{t * 1000:.0f} ms" for t in times))
+    assert len(times) == 3 and max(times) < 1.0
+
+
+def _check_inspector(inspector: tuple[str, list[str]], target: list[str], transport: str) -> None:
+    """tools/list and a kb_search call, each one whole Inspector CLI run whose stdout is the JSON result."""
+    release, command = inspector
+
+    def _inspect(*method: str) -> tuple[dict, float]:
+        return _run_json([*command, "--cli", *target, *method])
+
+    listed, t_list = _inspect("--method", "tools/list")
+    tools = {t["name"]: t for t in listed["tools"]}
+    assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= set(tools)
+    assert tools["kb_search"]["inputSchema"]["required"] == ["query"]
+    called, t_call = _inspect(
+        "--method", "tools/call", "--tool-name", "kb_search", "--tool-arg", f"query={QUERY}", "k=2"
+    )
+    assert called.get("isError") is not True, called
+    data = called.get("structuredContent") or json.loads(called["content"][0]["text"])
+    assert data["found"] and data["query"] == QUERY
+    assert data["passages"][0]["source"].endswith("orchard_handbook.md")
+    assert data["passages"][0]["headings"][-1] == "Ladder safety"
+    print(
+        f"\nInspector {release} {transport}: tools/list {t_list:.2f} s, tools/call {t_call:.2f} s (whole CLI run each)"
+    )
+
+
+def test_inspector_cli_stdio(grounded: Path, inspector: tuple[str, list[str]]) -> None:
+    # the Inspector passes the server only a minimal environment plus what -e names
+    _check_inspector(inspector, ["-e", f"HEARTH_HOME={grounded}", sys.executable, *SERVE], "stdio")
+
+
+def test_inspector_cli_http(http_url: str, inspector: tuple[str, list[str]]) -> None:
+    _check_inspector(inspector, [http_url, "--transport", "http"], "HTTP")
 
 
 def test_mcp_client_uses_a_third_party_server(home: Path, npm_everything: Path, chat_model) -> None:  # type: ignore[no-untyped-def]
