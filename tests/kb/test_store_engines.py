@@ -103,3 +103,29 @@ def test_collection_end_to_end(engine: str, home: Path, docs: Path) -> None:
     assert kc.stats("kb1").engine == engine and kc.stats("kb1").documents == 4
     kc.drop("kb1")
     assert not (home / "kb" / "kb1").exists()
+
+
+def test_lancedb_vector_index_reports_true_cosine_similarity(tmp_path: Path) -> None:
+    """Past ``INDEX_MIN_ROWS`` dense search goes through the IVF-HNSW-SQ index, whose own distances are
+    quantized; the "not found" threshold needs real cosine similarities, so results are re-scored."""
+    from hearth.kb.store_lancedb import INDEX_MIN_ROWS, LanceStore
+
+    dim = 64
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((INDEX_MIN_ROWS, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [
+        Row(f"d{i}:0", f"d{i}", "s", "t", "", 0, 0, f"text {i}", f"text{i}", "", 0, "h", "t@1/64", vectors[i])
+        for i in range(INDEX_MIN_ROWS)
+    ]
+    store = LanceStore(tmp_path / "lance", dim)
+    store.add(rows)
+    store.optimize()  # builds the vector index at this size
+    assert any("vector" in ix.columns for ix in store._table.list_indices())
+    for i in (0, 1234, INDEX_MIN_ROWS - 1):
+        query = vectors[i] + 0.1 * rng.standard_normal(dim).astype(np.float32)
+        hits = store.search_dense(query, 5)
+        exact = vectors @ (query / np.linalg.norm(query))
+        assert hits[0].id == f"d{i}:0"
+        # each score is that row's true cosine similarity (which rows rank 2-5 may vary: it is approximate)
+        assert [h.score for h in hits] == pytest.approx([exact[int(h.doc_id[1:])] for h in hits], abs=1e-3)

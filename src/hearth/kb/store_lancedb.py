@@ -22,6 +22,7 @@ from hearth.kb.store import HIT_FIELDS, Filter, Hit, Row, safe_literal
 TABLE = "chunks"
 INDEX_MIN_ROWS = 5_000  # exact search measured 14 ms at 10k rows, 116 ms at 100k; the index 3 ms at 10k
 LIGHT_FIELDS = ("id", "doc_id")
+REFINE = 2  # index candidates re-scored exactly per result wanted
 
 
 def _schema(dim: int) -> pa.Schema:
@@ -133,6 +134,10 @@ class LanceStore:
         q = self._table.search(
             np.asarray(vector, np.float32), vector_column_name="vector", query_type="vector"
         ).distance_type("cosine")
+        # Refining re-scores the index's candidates with the stored vectors. Without it the IVF-HNSW-SQ
+        # index returns quantized distances (measured: similarities at 0.48x their true value, which
+        # broke the "not found" threshold) and recall@5 0.94 instead of 0.98 on 100k real passages.
+        q = q.refine_factor(REFINE)
         q = q.select([*(LIGHT_FIELDS if light else HIT_FIELDS), "_distance"]).with_row_id(light).limit(k)
         if where is not None and not where.empty():
             q = q.where(_where(where), prefilter=True)
