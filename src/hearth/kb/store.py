@@ -131,6 +131,7 @@ def safe_literal(value: str) -> str:
 
 class VectorStore(Protocol):
     engine: str
+    parallel_reads: bool  # dense and full-text searches may run at once from two threads
 
     def add(self, rows: Sequence[Row]) -> None:
         """Append rows (one document's chunks, or a batch of them)."""

@@ -74,6 +74,7 @@ class _Mirror:
 
 class ChromaStore:
     engine = "chroma"
+    parallel_reads = False  # its BM25 mirror is rebuilt lazily, not thread-safe
 
     def __init__(self, path: Path, dim: int) -> None:
         import chromadb

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class FaissStore:
     engine = "faiss"
+    parallel_reads = False  # one lock serialises its reads anyway
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path

@@ -48,6 +48,7 @@ def _schema(dim: int) -> pa.Schema:
 
 class LanceStore:
     engine = "lancedb"
+    parallel_reads = True
 
     def __init__(self, path: Path, dim: int) -> None:
         import lancedb

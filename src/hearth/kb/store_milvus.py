@@ -47,6 +47,7 @@ def _clip(text: str, limit: int = MAX_VARCHAR - 16) -> str:
 
 class MilvusStore:
     engine = "milvus"
+    parallel_reads = False  # one Milvus Lite server per file; not measured concurrent
 
     def __init__(self, uri: str, name: str, dim: int) -> None:
         self.uri = uri
