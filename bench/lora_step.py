@@ -9,7 +9,8 @@ The first ``--warmup`` steps are excluded from seconds/step (allocator and threa
 
 With ``--rounds R`` the two sides alternate R times and each side's median is used, so a machine that
 is busy with other work for part of the run does not decide the comparison. Prints one JSON object per
-child run and then the medians and the ratio hearth / trainer (target ≤ 1.0).
+child run and then the medians and the ratio hearth / trainer (target ≤ 1.0); writes
+bench/results/lora_step-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ def _prepare(args: argparse.Namespace):
     return cfg, prep, model
 
 
+def fixed_width_collator(pad_id: int, width: int):  # type: ignore[no-untyped-def]
+    """Hearth's collator, padded on to ``width``: the two sides draw batches in different orders, and
+    with pad-to-longest a side that happens to meet the longest rows early would pay for it in time and
+    peak memory. Padded tokens are masked out of attention and loss, as before."""
+    import torch.nn.functional as F
+
+    from hearth.train import data as tdata
+
+    collate = tdata.collator(pad_id)
+    fill = {"input_ids": pad_id, "labels": tdata.IGNORE_INDEX, "attention_mask": 0}
+
+    def fixed(batch: list[dict[str, list[int]]]) -> dict:
+        out = collate(batch)
+        extra = width - out["input_ids"].shape[1]
+        return {k: F.pad(v, (0, extra), value=fill[k]) for k, v in out.items()}
+
+    return fixed
+
+
 class _StepClock:
     """Wall time of each optimizer step, read from the loop's / Trainer's step boundaries."""
 
@@ -73,7 +93,6 @@ class _StepClock:
 def run_hearth(args: argparse.Namespace) -> dict:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    from hearth.train import data as tdata
     from hearth.train import tune
     from hearth.train.runs import Run
 
@@ -83,7 +102,8 @@ def run_hearth(args: argparse.Namespace) -> dict:
     hook = register_optimizer_step_post_hook(lambda *_: clock.tick())
     with tempfile.TemporaryDirectory() as tmp:
         run = Run.create("bench", "lora", root=Path(tmp))
-        tune.fit(model, run, prep, tdata.collator(prep.tokenizer.pad_token_id), resume=False)  # `hearth tune`'s call
+        collate = fixed_width_collator(prep.tokenizer.pad_token_id, args.seq)
+        tune.fit(model, run, prep, collate, resume=False)  # `hearth tune`'s call
     hook.remove()
     return {"side": "hearth", "seconds_per_step": clock.seconds_per_step(args.warmup)}
 
@@ -127,7 +147,7 @@ def run_trainer(args: argparse.Namespace) -> dict:
             model=model,
             args=targs,
             train_dataset=tdata.Rows(prep.train_rows.rows),
-            data_collator=tdata.collator(prep.tokenizer.pad_token_id),
+            data_collator=fixed_width_collator(prep.tokenizer.pad_token_id, args.seq),
             callbacks=[Clock()],
         )
         trainer.train()
@@ -187,7 +207,11 @@ def main() -> None:
         },
         "load_average": os.getloadavg(),
     }
+    summary["runs"] = runs
     print(json.dumps(summary))
+    out = ROOT / "bench" / "results" / f"lora_step-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
