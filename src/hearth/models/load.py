@@ -118,7 +118,15 @@ def hf_dir(ref: ModelRef) -> Path:
     target = paths.models_dir() / (bundled.NAME if ref.name == bundled.NAME else ref.path.stem)
     if _converted_from(target) == _fingerprint(ref.path):
         return target
-    return convert_gguf(ref.path, target)
+    from filelock import FileLock
+
+    # Processes started together (`accelerate launch`, several workers) would all convert into the same
+    # temp folder at once; the first converts, the others wait and then find the result.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(f".{target.name}.lock"))):
+        if _converted_from(target) == _fingerprint(ref.path):
+            return target
+        return convert_gguf(ref.path, target)
 
 
 def convert_gguf(source: Path, target: Path) -> Path:
@@ -139,7 +147,15 @@ def convert_gguf(source: Path, target: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(
             source.parent, gguf_file=source.name, quantization_config=GgufConfig(dequantize=True)
         )
-        model.save_pretrained(tmp)
+        # Not model.save_pretrained: once torch.distributed is up (`accelerate launch`) it silently writes
+        # nothing on ranks other than 0, and whichever rank holds the conversion lock must write it all.
+        from safetensors.torch import save_model
+
+        tmp.mkdir(parents=True)
+        model.config.save_pretrained(tmp)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
     except Exception as exc:  # transformers raises many types for a bad file
         shutil.rmtree(tmp, ignore_errors=True)
