@@ -75,11 +75,17 @@ class LMOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # per layer (batch, heads, time, time) when asked for
 
 
-def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy: position t predicts labels[t + 1] (labels are the inputs, unshifted)."""
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
-    )
+def lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+) -> torch.Tensor:
+    """Next-token cross-entropy: position t predicts labels[t + 1] (labels are the inputs, unshifted).
+
+    The mean over this batch's tokens, or with ``num_items_in_batch`` their sum divided by it (the
+    training loop's count over a whole step, as transformers' models take it)."""
+    flat_logits, flat_labels = logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1)
+    if num_items_in_batch is None:
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum") / num_items_in_batch
 
 
 class LanguageModel(nn.Module):
@@ -213,6 +219,7 @@ class Transformer(LanguageModel):
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **_: object,
     ) -> LMOutput:
         self._check_length(input_ids)
@@ -223,7 +230,7 @@ class Transformer(LanguageModel):
             x, weights = block(x, attention_mask, output_attentions)
             maps.append(weights)
         logits = self.head(self.ln_f(x))
-        loss = lm_loss(logits, labels) if labels is not None else None
+        loss = lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
         return LMOutput(logits=logits, loss=loss, attentions=tuple(maps) if output_attentions else None)
 
 
@@ -258,12 +265,13 @@ class LSTMLanguageModel(LanguageModel):
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **_: object,
     ) -> LMOutput:
         self._check_length(input_ids)
         h, _ = self.lstm(self.dropout(self.token_embedding(input_ids)))
         logits = self.head(self.ln_f(self.dropout(h)))
-        return LMOutput(logits=logits, loss=lm_loss(logits, labels) if labels is not None else None)
+        return LMOutput(logits=logits, loss=lm_loss(logits, labels, num_items_in_batch) if labels is not None else None)
 
 
 class CausalConv(nn.Module):
@@ -303,6 +311,7 @@ class CNNLanguageModel(LanguageModel):
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **_: object,
     ) -> LMOutput:
         self._check_length(input_ids)
@@ -311,7 +320,7 @@ class CNNLanguageModel(LanguageModel):
         for layer in self.layers:
             x = layer(x)
         logits = self.head(self.ln_f(x))
-        return LMOutput(logits=logits, loss=lm_loss(logits, labels) if labels is not None else None)
+        return LMOutput(logits=logits, loss=lm_loss(logits, labels, num_items_in_batch) if labels is not None else None)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -142,6 +142,22 @@ def build_optimizer(params: Iterable[Any], cfg: TrainingConfig) -> torch.optim.O
     return torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
+def token_weights(batches: list[dict[str, torch.Tensor]], world: int, acc: Any) -> torch.Tensor:
+    """The divisor that makes one optimizer step's loss the mean over *every* answer token of the step.
+
+    Rows differ in length, so a mean per micro-batch (or per process) would weigh a short batch's tokens
+    more than a long one's: the loss would change with batch_size × grad_accum_steps × processes even
+    when their product is the same. DDP then averages gradients over processes, hence the ``/ world``.
+    Every model the loop trains takes ``num_items_in_batch`` (transformers' causal LMs, through peft
+    too, and Hearth's scratch models) and divides its summed token loss by it.
+    """
+    local = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
+    total = torch.tensor(float(local), device=acc.device)
+    if world > 1:
+        total = acc.reduce(total, "sum")
+    return total.clamp(min=1.0) / world
+
+
 @contextmanager
 def deterministic(enabled: bool) -> Iterator[None]:
     """Deterministic kernels (exact resume) for one run; the switch is process-wide, so restore it after."""
@@ -301,15 +317,16 @@ def train(
             while state.step < cfg.max_steps:
                 step_loss = torch.zeros((), device=acc.device)
                 step_tokens = 0
-                for micro in range(cfg.grad_accum_steps):
-                    batch = next_batch()
+                micro_batches = [next_batch() for _ in range(cfg.grad_accum_steps)]
+                per_token = token_weights(micro_batches, world, acc)
+                for micro, batch in enumerate(micro_batches):
                     last_micro = micro == cfg.grad_accum_steps - 1
                     # Between accumulation passes DDP need not average gradients: only the last one syncs.
                     with nullcontext() if last_micro or world == 1 else acc.no_sync(model):
                         with acc.autocast():
-                            loss = model(**batch).loss
-                        acc.backward(loss / cfg.grad_accum_steps)
-                    step_loss += loss.detach() / cfg.grad_accum_steps
+                            loss = model(**batch, num_items_in_batch=per_token).loss
+                        acc.backward(loss)
+                    step_loss += loss.detach()
                     step_tokens += batch["input_ids"].numel() * world
 
                 bad = ~torch.isfinite(step_loss)

@@ -199,10 +199,13 @@ def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport | 
     Under ``accelerate launch`` every process trains; only the main one measures, saves and reports
     (the others return None for the report).
     """
+    import torch
     from accelerate import PartialState
     from rich.console import Console
 
-    proc = PartialState()
+    # The first PartialState fixes the process group for the whole run (the loop's Accelerator reuses
+    # it): cpu=True as there, or on a GPU-less host every `accelerate launch` process runs alone.
+    proc = PartialState(cpu=not torch.cuda.is_available())
     main = proc.is_main_process
     if resume is not None:
         run = Run.open(resume, writable=main)
