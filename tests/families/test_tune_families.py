@@ -99,9 +99,8 @@ def _prompt_ids(folder: Path) -> torch.Tensor:
     return torch.tensor([generate.encode_prompt(tokenizer, prompt)])
 
 
-# Known gaps, kept visible: both templates render a turn differently once a later message follows, which
-# `hearth.train.data.render_pieces` refuses. Strict xfail: when training learns to handle them, these
-# pass and the marker must go.
+# Both templates render a turn differently once a later message follows, so a conversation cannot be
+# one prompt + answer sequence; `hearth.train.data.render_pieces` makes one sequence per assistant turn.
 _REWRITES = {
     # Qwen3 writes the (empty) think block only on the answer after the last user turn.
     "qwen3": [
@@ -120,18 +119,22 @@ _REWRITES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="render_pieces needs templates that only append (see comment above)")
 @pytest.mark.parametrize("name", list(_REWRITES))
 def test_training_data_for_templates_that_rewrite_turns(name: str) -> None:
+    """Each assistant turn is trained on exactly the prompt inference renders for it."""
     from tiny_families import train_tokenizer
 
-    from hearth.errors import DataError
+    from hearth.models import generate
     from hearth.train import data as tdata
 
     tokenizer = train_tokenizer(FAMILIES[name])
-    try:
-        ids, labels = tdata.encode_example(tokenizer, _REWRITES[name])
-    except DataError as exc:
-        pytest.fail(str(exc))
-    answer = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != tdata.IGNORE_INDEX])
-    assert "On the river Sallow." in answer
+    messages = _REWRITES[name]
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    sequences = tdata.encode_example(tokenizer, messages)
+    assert len(sequences) == len(turns)
+    for (ids, labels), i in zip(sequences, turns, strict=True):
+        prompt = generate.encode_prompt(tokenizer, generate.render_prompt(tokenizer, messages[:i]))
+        assert ids[: len(prompt)] == prompt and set(labels[: len(prompt)]) == {tdata.IGNORE_INDEX}
+        answer = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != tdata.IGNORE_INDEX])
+        assert messages[i]["content"] in answer and all(lab != tdata.IGNORE_INDEX for lab in labels[len(prompt) :])
+        assert tokenizer.eos_token in answer or "<|im_end|>" in answer  # the turn's end is learned too

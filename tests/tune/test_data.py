@@ -28,7 +28,7 @@ def test_answer_only_masking_on_rendered_example(tokenizer) -> None:
         {"role": "user", "content": "Who founded Quillon?"},
         {"role": "assistant", "content": "Marisol Vantree."},
     ]
-    ids, labels = tdata.encode_example(tokenizer, messages)
+    ((ids, labels),) = tdata.encode_example(tokenizer, messages)  # one sequence: SmolLM2's template only appends
     assert len(ids) == len(labels)
     prompt_ids = tokenizer(
         tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True),
@@ -50,7 +50,7 @@ def test_multi_turn_trains_every_assistant_turn_only(tokenizer) -> None:
         {"role": "user", "content": "Where is Oddly Creek?"},
         {"role": "assistant", "content": "On the river Sallow."},
     ]
-    ids, labels = tdata.encode_example(tokenizer, messages)
+    ((ids, labels),) = tdata.encode_example(tokenizer, messages)  # one sequence: SmolLM2's template only appends
     trained = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != tdata.IGNORE_INDEX])
     assert "Hello there." in trained and "On the river Sallow." in trained
     assert "Where is Oddly Creek" not in trained and "Be brief" not in trained
@@ -145,7 +145,7 @@ def test_missing_chat_template_says_so_and_chatml_fixes_it(tokenizer) -> None:
             tdata.prepare_tokenizer(tokenizer, tdata.DataConfig(), "plainbase", chat=True)
         assert "chat_template" in err.value.hint
         tdata.prepare_tokenizer(tokenizer, tdata.DataConfig(chat_template="chatml"), "plainbase", chat=True)
-        ids, labels = tdata.encode_example(
+        ((ids, labels),) = tdata.encode_example(
             tokenizer, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
         )
         assert tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100]) == "a<|im_end|>\n"

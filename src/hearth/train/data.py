@@ -86,8 +86,8 @@ class Encoded:
 
     rows: list[dict[str, list[int]]]
     examples: int = 0
-    truncated: int = 0  # examples cut at max_seq_len
-    dropped: int = 0  # examples whose answer was cut away entirely (nothing left to learn)
+    truncated: int = 0  # training sequences cut at max_seq_len (an example, or one turn of a split one)
+    dropped: int = 0  # sequences whose answer was cut away entirely (nothing left to learn)
     tokens: int = 0
     answer_tokens: int = 0
 
@@ -286,11 +286,16 @@ def prepare_tokenizer(tokenizer: Any, cfg: DataConfig, model_name: str, chat: bo
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def render_pieces(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[tuple[str, bool]]:
-    """The conversation as (text, is_answer) pieces, rendered with the model's own template.
+def render_pieces(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[list[tuple[str, bool]]]:
+    """The conversation as training sequences of (text, is_answer) pieces, in the model's own template.
 
-    For each assistant turn, the prompt up to it is ``render_prompt`` (what inference renders) and the
-    answer is whatever the template writes after that prompt for the full turn (its text and end token).
+    Most templates only append: then the whole conversation is one sequence, and for each assistant
+    turn the prompt up to it is ``render_prompt`` (what inference renders) and the answer is whatever
+    the template writes after that prompt for the full turn (its text and end token). Some templates
+    rewrite earlier turns once a later one follows (Qwen3 drops the think block of earlier answers;
+    Mistral v0.3 puts the system prompt into the last user turn only). For those each assistant turn
+    becomes a sequence of its own, exactly as inference renders that moment: more tokens, the same
+    prompts the model will see.
     """
     from hearth.models.generate import render_prompt
 
@@ -302,29 +307,52 @@ def render_pieces(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[tu
         prompt = render_prompt(tokenizer, messages[:i])
         full = tokenizer.apply_chat_template(list(messages[: i + 1]), tokenize=False)
         if not prompt.startswith(done) or not full.startswith(prompt):
-            raise DataError(
-                "this model's chat template does not render a conversation as prompt + answer "
-                "(a later turn rewrites an earlier one), so answer tokens cannot be located",
-                "train on single-turn examples, or set data.chat_template to a template that only appends",
-            )
+            return [_one_turn(tokenizer, messages, j) for j, m in enumerate(messages) if m["role"] == "assistant"]
         pieces.append((prompt[len(done) :], False))
         pieces.append((full[len(prompt) :], True))
         done = full
-    return [(text, answer) for text, answer in pieces if text]
+    return [[(text, answer) for text, answer in pieces if text]]
 
 
-def encode_example(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels): labels equal the ids on answer tokens and -100 on every prompt token."""
+def _one_turn(tokenizer: Any, messages: Sequence[dict[str, str]], i: int) -> list[tuple[str, bool]]:
+    """Assistant turn ``i`` alone: inference's prompt for it, then the answer as the template writes it."""
+    from hearth.models.generate import render_prompt
+
+    prompt = render_prompt(tokenizer, messages[:i])
+    full = tokenizer.apply_chat_template(list(messages[: i + 1]), tokenize=False)
+    if full.startswith(prompt):
+        answer = full[len(prompt) :]
+    else:
+        # the template renders the context differently once the answer follows: take the answer from
+        # its text on (the last place it appears), with whatever end-of-turn the template writes after it
+        content = str(messages[i].get("content") or "")
+        at = full.rfind(content) if content else -1
+        if at < 0:
+            raise DataError(
+                "this model's chat template does not write the assistant's answer as given, so answer "
+                "tokens cannot be located",
+                "set data.chat_template to a template that writes assistant messages verbatim",
+            )
+        answer = full[at:]
+    return [(text, is_answer) for text, is_answer in ((prompt, False), (answer, True)) if text]
+
+
+def encode_example(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per training sequence (see ``render_pieces``): labels equal the ids on answer
+    tokens and -100 on every prompt token."""
     from hearth.models.generate import encode_prompt
 
-    ids: list[int] = []
-    labels: list[int] = []
-    for text, answer in render_pieces(tokenizer, messages):
-        # Each piece is tokenized on its own, exactly like inference tokenizes the rendered prompt.
-        piece = encode_prompt(tokenizer, text)
-        ids.extend(piece)
-        labels.extend(piece if answer else [IGNORE_INDEX] * len(piece))
-    return ids, labels
+    out = []
+    for sequence in render_pieces(tokenizer, messages):
+        ids: list[int] = []
+        labels: list[int] = []
+        for text, answer in sequence:
+            # Each piece is tokenized on its own, exactly like inference tokenizes the rendered prompt.
+            piece = encode_prompt(tokenizer, text)
+            ids.extend(piece)
+            labels.extend(piece if answer else [IGNORE_INDEX] * len(piece))
+        out.append((ids, labels))
+    return out
 
 
 def encode(tokenizer: Any, records: Sequence[Record], cfg: DataConfig) -> Encoded:
@@ -342,15 +370,15 @@ def encode(tokenizer: Any, records: Sequence[Record], cfg: DataConfig) -> Encode
             out.examples += 1
             continue
         assert record.messages is not None
-        ids, labels = encode_example(tokenizer, record.messages)
         out.examples += 1
-        if len(ids) > cfg.max_seq_len:
-            out.truncated += 1
-            ids, labels = ids[: cfg.max_seq_len], labels[: cfg.max_seq_len]
-        if all(label == IGNORE_INDEX for label in labels[1:]):
-            out.dropped += 1
-            continue
-        out.rows.append({"input_ids": ids, "labels": labels})
+        for ids, labels in encode_example(tokenizer, record.messages):
+            if len(ids) > cfg.max_seq_len:
+                out.truncated += 1
+                ids, labels = ids[: cfg.max_seq_len], labels[: cfg.max_seq_len]
+            if all(label == IGNORE_INDEX for label in labels[1:]):
+                out.dropped += 1
+                continue
+            out.rows.append({"input_ids": ids, "labels": labels})
     if cfg.packing:
         out.rows = pack(out.rows, cfg.max_seq_len)
     out.tokens = sum(len(r["input_ids"]) for r in out.rows)
