@@ -3,8 +3,8 @@ returns the model to train (with only the method's weights requiring grad).
 
 - ``full``    every weight learns.
 - ``lora``    peft LoRA: low-rank updates ``B·A`` beside the target projections (default: attention).
-- ``qlora``   LoRA over a 4-bit (NF4) frozen base through bitsandbytes — CUDA only: on CPU, bitsandbytes'
-              4-bit layers load but have no backward kernel, so Hearth refuses rather than train wrong.
+- ``qlora``   LoRA over a 4-bit (NF4) frozen base: bitsandbytes on CUDA; elsewhere torchao's NF4 tensor
+              (``nf4.py``), because bitsandbytes' 4-bit layers load on CPU but have no backward kernel.
 - ``prefix``  peft prefix tuning: learned key/value vectors prepended at every layer, initialised from
               the base model's own keys/values for a real text (so training starts at the base's loss),
               with ``adapters.fix_prefix_cache`` making the prefix reach the model under transformers 5.
@@ -56,8 +56,6 @@ def setup(model: Any, cfg: MethodConfig, tokenizer: Any = None) -> Any:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    if cfg.name == "qlora":
-        require_qlora()
     if cfg.name in ("lora", "qlora"):
         peft_model = _lora(model, cfg)
     elif cfg.name == "prefix":
@@ -102,20 +100,23 @@ def check_targets(model: Any, targets: list[str], key: str) -> None:
         )
 
 
-def require_qlora() -> None:
-    """QLoRA needs CUDA and bitsandbytes; say so instead of training a wrong model on CPU."""
+def qlora_backend() -> Literal["bitsandbytes", "torchao"]:
+    """Where QLoRA's 4-bit base comes from here: bitsandbytes on CUDA (the QLoRA paper's kernels),
+    else torchao's NF4 tensor, which trains on CPU. Refuses when neither can."""
     import importlib.util
 
     import torch
 
-    if not torch.cuda.is_available():
-        raise TrainError(
-            "method 'qlora' needs a CUDA GPU: its 4-bit base comes from bitsandbytes, whose 4-bit layers "
-            "have no backward pass on CPU (measured: they load, then the loss diverges)",
-            "on this machine use method.name=lora (same adapter, float base); run qlora on a CUDA host",
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise TrainError("method 'qlora' needs the bitsandbytes package", "pip install bitsandbytes on the CUDA host")
+    from hearth.train import nf4
+
+    if torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None:
+        return "bitsandbytes"
+    if nf4.available():
+        return "torchao"
+    raise TrainError(
+        "method 'qlora' needs bitsandbytes (with a CUDA GPU) or torchao for its 4-bit base; neither is installed",
+        "pip install torchao (CPU or GPU), or bitsandbytes on a CUDA host; or use method.name=lora",
+    )
 
 
 def quantization_config() -> Any:
@@ -135,7 +136,7 @@ def _lora(model: Any, cfg: MethodConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
     check_targets(model, cfg.target_modules, "method.target_modules")
-    if cfg.name == "qlora":
+    if cfg.name == "qlora" and qlora_backend() == "bitsandbytes":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)

@@ -134,7 +134,7 @@ def setup(cfg: TuneConfig) -> Prepared:
     from hearth.models import load as mload
 
     if cfg.method.name == "qlora":
-        methods.require_qlora()  # before the minutes of loading and tokenizing
+        methods.qlora_backend()  # refuses before the minutes of loading and tokenizing
     ref = mload.resolve(cfg.model)
     if ref.kind == "remote" or ref.adapter is not None:
         raise ConfigError(
@@ -171,13 +171,21 @@ def setup(cfg: TuneConfig) -> Prepared:
 
 def _load_base(folder: Path, cfg: TuneConfig) -> tuple[Any, Any]:
     """A private copy of the base (the method changes it in place; the chat cache must not see that)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     kwargs: dict[str, Any] = {"dtype": "auto"}
-    if cfg.method.name == "qlora":
+    backend = methods.qlora_backend() if cfg.method.name == "qlora" else None
+    if backend == "bitsandbytes":
         kwargs = {"quantization_config": methods.quantization_config(), "device_map": {"": 0}}
+    elif backend == "torchao":
+        kwargs = {"dtype": torch.bfloat16}  # NF4's compute dtype, as bitsandbytes' config sets it
     model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **kwargs)
+    if backend == "torchao":
+        from hearth.train import nf4
+
+        nf4.quantize(model)
     return model, tokenizer
 
 
