@@ -149,13 +149,20 @@ def convert_gguf(source: Path, target: Path) -> Path:
         )
         # Not model.save_pretrained: once torch.distributed is up (`accelerate launch`) it silently writes
         # nothing on ranks other than 0, and whichever rank holds the conversion lock must write it all.
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
         tmp.mkdir(parents=True)
         model.config.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        # tied weights once, under their first name (the embeddings, not the head), as transformers does
+        weights: dict[str, Any] = {}
+        stored: set[int] = set()
+        for key, tensor in model.state_dict().items():
+            if tensor.data_ptr() not in stored:
+                stored.add(tensor.data_ptr())
+                weights[key] = tensor.contiguous()
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
     except Exception as exc:  # transformers raises many types for a bad file
         shutil.rmtree(tmp, ignore_errors=True)
