@@ -152,6 +152,7 @@ def convert_gguf(source: Path, target: Path) -> Path:
         from safetensors.torch import save_file
 
         tmp.mkdir(parents=True)
+        model.config.architectures = [type(model).__name__]  # what save_pretrained records
         model.config.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)

@@ -19,19 +19,9 @@ SKIP = ("lm_head",)  # the output head stays in 16 bits (it is tied to the embed
 
 
 def _nf4_module() -> Any:
-    """torchao's NF4 module. Importing torchao tries to load its CUDA kernels and logs a warning for
-    each one it cannot load on a CPU-only host; NF4 needs none of them, so those lines are not shown."""
-    import logging
+    """torchao's NF4 module (its import warnings are silenced in ``hearth/__init__.py``)."""
+    from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
 
-    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [log.level for log in quiet]
-    for log in quiet:
-        log.setLevel(logging.ERROR)
-    try:
-        from torchao.quantization.quantize_.workflows.nf4 import nf4_tensor
-    finally:
-        for log, level in zip(quiet, levels, strict=True):
-            log.setLevel(level)
     return nf4_tensor
 
 

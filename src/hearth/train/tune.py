@@ -231,6 +231,9 @@ def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport | 
     base_loss = val_loss(prep.base, prep.val_rows.rows, collate, cfg.training.batch_size) if main else None
     base_answers = answers(prep.base, prep.tokenizer, prep.val_records, cfg.report) if main else []
 
+    # The adapter's initial weights come from the global RNG: seed it, or they depend on whatever drew
+    # from it before (measured: merely having torchao installed changed them, and what LoRA learned).
+    torch.manual_seed(cfg.training.seed)
     model = methods.setup(prep.base, cfg.method, prep.tokenizer)
     trainable, total = methods.count_parameters(model)
     if resume is None:
