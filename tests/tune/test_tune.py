@@ -58,16 +58,18 @@ def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tm
             "data.val_fraction=0.1",
             "method.name=lora",
             "method.rank=16",
-            "training.max_steps=30",
+            # 60 steps, as the recipe: at 30-40 the fact was learned for some seeds and not others
+            # (measured with seeds 1-5 and 1337); at 60 for every one tried
+            "training.max_steps=60",
             "training.learning_rate=2e-3",
             "training.warmup_steps=3",
-            "training.eval_every=10",
-            "training.save_every=10",
+            "training.eval_every=20",
+            "training.save_every=20",
             "report.samples=2",
             "report.max_tokens=16",
         )
     )
-    assert rep.trainable == 1_843_200 and rep.steps == 30
+    assert rep.trainable == 1_843_200 and rep.steps == 60
     assert rep.tuned_val_loss is not None and rep.base_val_loss is not None
     assert rep.tuned_val_loss < rep.base_val_loss
     saved = json.loads((run.root / "report.json").read_text())
@@ -75,7 +77,7 @@ def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tm
     assert "| base |" in (run.root / "report.md").read_text()
     assert (run.root / "adapter" / "adapter_model.safetensors").is_file()
     # checkpoints hold only the adapter: a few MB, not the 540 MB base
-    assert (run.root / "checkpoints" / "step-30" / "model.safetensors").stat().st_size < 10_000_000
+    assert (run.root / "checkpoints" / "step-60" / "model.safetensors").stat().st_size < 10_000_000
 
     # Served as base+adapter through the ordinary chat path (LoRA merged on load).
     tuned = load.load("smollm2+quillon")
