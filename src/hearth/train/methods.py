@@ -136,7 +136,7 @@ def _lora(model: Any, cfg: MethodConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
     check_targets(model, cfg.target_modules, "method.target_modules")
-    if cfg.name == "qlora" and qlora_backend() == "bitsandbytes":
+    if cfg.name == "qlora" and getattr(model, "is_loaded_in_4bit", False):  # bitsandbytes' 4-bit base
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
