@@ -52,3 +52,11 @@ class Principal:
 
 
 LOCAL = Principal("local")  # the user at the CLI, and a server without keys: trusted like its owner
+
+
+def of_request(request: object) -> Principal:
+    """The principal the server's key middleware resolved for ``request`` (``request.state.principal``).
+
+    A server without keys has no middleware verdict to read: its caller is its owner (``LOCAL``)."""
+    principal = getattr(getattr(request, "state", None), "principal", None)
+    return principal if isinstance(principal, Principal) else LOCAL
