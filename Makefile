@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint format setup clean
+.PHONY: run test test-fast bench lint format setup engine clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,18 +18,25 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium missing: the browser test will be skipped"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) engine
 
-run: $(STAMP)
+# llama.cpp's llama-server, the default engine for GGUF models: built once from pinned sources into
+# ~/.cache/hearth/llama.cpp/<version>/ (seconds when cached). root installs the compiler, as for chromium;
+# without one the script says so in one line and Hearth serves GGUF models on torch.
+engine: $(STAMP)
+	command -v cmake >/dev/null && command -v c++ >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq cmake g++ >/dev/null; } || true
+	PYTHON=$(BIN)/python scripts/build-llama-server.sh
+
+run: $(STAMP) engine
 	$(BIN)/hearth serve
 
-test: $(STAMP)
+test: $(STAMP) engine
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) engine
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) engine
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)
