@@ -9,7 +9,7 @@ A system is a model, optionally grounded in a knowledge base, written ``[label=]
     remote:openai                any configured remote model (and ``remote:openai@company``)
 
 Plain systems are asked the question alone (the way tuning data is rendered); grounded ones go through
-the chat engine (``agent.engine.chat``), the same path ``hearth chat --kb`` and the API use, so the
+the one chat path (``agent.engine.respond``), the same path ``hearth chat --kb`` and the API use, so the
 numbers measure what a user gets. Answers are greedy, so a comparison can be repeated.
 The per-question rows, the means and the report land in a run folder (``runs/<id>/``).
 """
@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.errors import ConfigError, DataError
 from hearth.eval import answers
+
+if TYPE_CHECKING:
+    from hearth.train.runs import Run
 
 METRICS = ("exact_match", "f1", "contains_fact", "citation", "refusal", "false_refusal", "judge")
 
@@ -112,7 +115,7 @@ def read_questions(path: str | Path, limit: int | None = None) -> list[dict[str,
     return rows[:limit] if limit else rows
 
 
-def ask(system: System, question: str, max_tokens: int, settings: Any = None) -> tuple[str, list[str]]:
+def ask(system: System, question: str, max_tokens: int, settings: Any) -> tuple[str, list[str]]:
     """One greedy answer from ``system``, and the sources it cites (grounded systems only)."""
     from hearth.models import backends, generate
 
@@ -121,11 +124,11 @@ def ask(system: System, question: str, max_tokens: int, settings: Any = None) ->
     messages = [{"role": "user", "content": question}]
     if not system.grounded:
         return model.complete(messages, params).text.strip(), []
-    from hearth.agent import engine
+    from hearth.agent.engine import ChatRequest, respond
 
     text: list[str] = []
     citations: list[dict[str, Any]] = []
-    for delta in engine.chat(messages, kb=[system.kb], model=model, params=params, settings=settings):  # type: ignore[list-item]
+    for delta in respond(ChatRequest(messages, kb=[system.kb], model=model, params=params), settings):  # type: ignore[list-item]
         text.append(delta.text)
         if delta.citations:
             citations = delta.citations
@@ -144,9 +147,12 @@ def compare(
     limit: int | None = None,
     name: str = "compare",
     save: bool = True,
+    run: Run | None = None,
     on_progress: Callable[[int, int, str], None] | None = None,
+    settings: Any = None,
 ) -> Comparison:
-    """Run every question through every system, score, aggregate and (``save``) write the report."""
+    """Run every question through every system, score, aggregate and (``save``) write the report
+    into a new run folder (or ``run``, made by a job's parent)."""
     from hearth import config
 
     gold_rows = read_questions(questions, limit) if isinstance(questions, str | Path) else list(questions)[:limit]
@@ -156,7 +162,7 @@ def compare(
     labels = [s.label for s in chosen]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two systems share a label: {labels}", "give each a label: LABEL=MODEL@KB")
-    settings = config.settings()
+    settings = settings or config.Settings()  # the face passes its settings; a library never reads hearth.yaml
     rows: list[Answer] = []
     total, done = len(gold_rows) * len(chosen), 0
     for system in chosen:
@@ -194,7 +200,7 @@ def compare(
         from hearth.eval.report import write_report
         from hearth.train.runs import Run
 
-        run = Run.create("eval", name)
+        run = run or Run.create("eval", name)
         run.write_meta(status="finished", systems=[asdict(s) for s in chosen], questions=len(gold_rows))
         result.run_dir = str(run.root)
         write_report(result, run.root)

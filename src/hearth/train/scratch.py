@@ -47,8 +47,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Scrat
     return hconfig.load(ScratchConfig, path, overrides, env=env)
 
 
-def train_scratch(cfg: ScratchConfig) -> tuple[Run, TrainResult]:
-    """Run a recipe into a new run folder; with several processes, all of them join one run."""
+def train_scratch(cfg: ScratchConfig, run: Run | None = None) -> tuple[Run, TrainResult]:
+    """Run a recipe into a new run folder (or ``run``, made by a job's parent); several processes join one run."""
     from accelerate import PartialState
 
     proc = PartialState(cpu=not _has_gpu())
@@ -58,7 +58,7 @@ def train_scratch(cfg: ScratchConfig) -> tuple[Run, TrainResult]:
         update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).expanduser().resolve())})}
     )
 
-    run = Run.create(KIND, cfg.name) if proc.is_main_process else None
+    run = (run or Run.create(KIND, cfg.name)) if proc.is_main_process else None
     run = _share_run(proc, run)
     if proc.is_main_process:
         save_tokenizer(train_tokenizer(splits.train, cfg.tokenizer), run.root / "tokenizer")

@@ -201,8 +201,9 @@ def _context_length(model: Any) -> int:
 # main
 
 
-def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport | None]:
-    """Run a recipe end to end (or continue run ``resume`` from its last checkpoint).
+def tune(cfg: TuneConfig, resume: str | None = None, run: Run | None = None) -> tuple[Run, TuneReport | None]:
+    """Run a recipe end to end into a new run folder (or ``run``, made by a job's parent), or continue
+    run ``resume`` from its last checkpoint.
 
     Under ``accelerate launch`` every process trains; only the main one measures, saves and reports
     (the others return None for the report).
@@ -237,7 +238,7 @@ def tune(cfg: TuneConfig, resume: str | None = None) -> tuple[Run, TuneReport | 
     model = methods.setup(prep.base, cfg.method, prep.tokenizer)
     trainable, total = methods.count_parameters(model)
     if resume is None:
-        run = _share_run(proc, Run.create(KIND, cfg.name) if main else None)
+        run = _share_run(proc, (run or Run.create(KIND, cfg.name)) if main else None)
         run.write_config(cfg)
     run.write_meta(
         base_model=cfg.model,

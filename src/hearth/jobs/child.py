@@ -1,0 +1,156 @@
+"""Work in a child process: the parent makes the run folder, the child works in it, the parent follows.
+
+Training, fine-tuning and evaluation run in their own process (their own torch threads and memory; a
+cancel really stops them). The parent creates the run folder and writes ``job.json`` (what to do) into
+it, then starts ``python -m hearth.jobs.worker RUN_DIR`` in a new process group. So each job follows
+exactly the run it made, however many start at once. In that folder:
+
+    job.json        what the child is to do (kind, recipe, overrides, settings)
+    output.log      the child's stdout and stderr, written straight to the file (no pipe to fill up)
+    progress.jsonl  the child's progress events, one JSON object a line, which the parent tails
+    metrics.jsonl   for training, the loop's points, which the parent tails as progress events too
+
+Cancel sends SIGTERM to the whole process group (then SIGKILL after a grace period), so whatever the
+child started goes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hearth import paths
+from hearth.errors import HearthError
+from hearth.jobs.manager import Cancelled, Job
+from hearth.progress import Event
+from hearth.train.runs import Run
+
+SPEC = "job.json"
+LOG = "output.log"
+PROGRESS = "progress.jsonl"
+POLL = 0.25  # seconds between looks at the child's files
+GRACE = 10.0  # seconds a cancelled child gets to exit on SIGTERM before SIGKILL
+
+
+class Tail:
+    """The new complete lines of a file another process appends to (a half-written last line waits)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def lines(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        *complete, self.partial = (self.partial + chunk).split(b"\n")
+        rows = []
+        for line in complete:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # not ours to fail on: skip a damaged line
+                continue
+        return rows
+
+
+def metric_event(row: dict[str, Any], total: int | None) -> Event:
+    """One metrics.jsonl point as a progress event (``done`` = its step)."""
+    loss = row.get("loss")
+    message = f"{row.get('split', 'train')} loss {loss:.4f}" if isinstance(loss, int | float) else ""
+    return Event(done=row.get("step"), total=total, message=message, data=row)
+
+
+def run_in_child(job: Job, run: Run, spec: dict[str, Any], steps: int | None = None) -> dict[str, Any]:
+    """Run ``spec`` in ``python -m hearth.jobs.worker`` inside ``run``; relay its events; return its result.
+
+    ``steps``: the run's step count, when the loop's metrics.jsonl is to be followed as progress.
+    """
+    (run.root / SPEC).write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
+    run.write_meta(status="queued", job=job.id)
+    job.emit(Event("run", message=str(run.root), data={"run_id": run.id, "run_dir": str(run.root)}))
+    env = {**os.environ, "HEARTH_HOME": str(paths.home()), "PYTHONUNBUFFERED": "1"}
+    with (run.root / LOG).open("ab") as log:  # the child writes into its own copy of this file descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hearth.jobs.worker", str(run.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: cancel reaches everything it starts
+        )
+    job.pid = proc.pid
+    progress = Tail(run.root / PROGRESS)
+    metrics = Tail(run.root / "metrics.jsonl") if steps is not None else None
+    outcome: dict[str, Any] = {}
+
+    def relay() -> None:
+        for row in progress.lines():
+            event = Event.from_dict(row)
+            if event.type in ("result", "error"):  # the child's last word, not a progress event
+                outcome[event.type] = event.data
+            else:
+                job.emit(event)
+        for row in metrics.lines() if metrics is not None else []:
+            job.emit(metric_event(row, steps))
+
+    try:
+        while proc.poll() is None:
+            relay()
+            if job.cancelled:
+                stop(proc)
+                relay()
+                run.write_meta(status="cancelled")
+                raise Cancelled()
+            job.sleep(POLL)
+        relay()
+    finally:
+        if proc.poll() is None:  # the parent itself failed: take the child down with it
+            stop(proc)
+        signal_group(proc.pid, signal.SIGKILL)  # anything the child left running
+    if "error" in outcome:
+        run.write_meta(status="failed")
+        raise HearthError(outcome["error"].get("error", "the job failed"), outcome["error"].get("hint", ""))
+    if proc.returncode != 0:
+        run.write_meta(status="failed")
+        raise HearthError(
+            f"{job.kind} failed (exit {proc.returncode}): {log_tail(run.root / LOG)}",
+            f"the whole output is in {run.root / LOG}",
+        )
+    return outcome.get("result", {})
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = GRACE) -> None:
+    """SIGTERM to the child's process group; SIGKILL if it has not exited after ``grace`` seconds."""
+    signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(pgid, sig)
+
+
+def log_tail(path: Path, lines: int = 5, limit: int = 64 * 1024) -> str:
+    """The last ``lines`` lines of a log that may be huge (reads only its end)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
