@@ -64,19 +64,26 @@ def main() -> None:
 def run(home: Path, questions: list[str], rounds: int, max_tokens: int) -> None:
     import torch
 
+    from hearth import config
     from hearth.agent import engine
     from hearth.kb import collection, ingest
     from hearth.models import backends, generate
 
+    settings = config.Settings()
     docs = home / "docs"
     shutil.copytree(ROOT / "tests" / "agent" / "data", docs)
-    collection.create("bench")
-    ingest.add("bench", [docs])
+    collection.create("bench", settings=settings)
+    ingest.add("bench", [docs], settings=settings)
     t0 = time.perf_counter()
-    model = backends.get_chat_model("smollm2")
+    model = backends.get_chat_model("smollm2", settings=settings)
     load_s = time.perf_counter() - t0
     params = generate.sampling(max_tokens=max_tokens, temperature=0.0)
-    list(engine.chat([{"role": "user", "content": questions[0]}], kb=["bench"], model=model, params=params))  # warm-up
+
+    def answer(q: str) -> engine.Reply:
+        request = engine.ChatRequest([{"role": "user", "content": q}], kb=["bench"], model=model, params=params)
+        return engine.respond(request, settings)
+
+    list(answer(questions[0]))  # warm-up
 
     rows = []
     for _ in range(rounds):
@@ -84,7 +91,7 @@ def run(home: Path, questions: list[str], rounds: int, max_tokens: int) -> None:
             start = time.perf_counter()
             first_seen = None
             last = None
-            for delta in engine.chat([{"role": "user", "content": q}], kb=["bench"], model=model, params=params):
+            for delta in answer(q):
                 if first_seen is None and delta.text:
                     first_seen = time.perf_counter() - start
                 last = delta

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth import paths
+from hearth import config, paths
 
 DATA = Path(__file__).parent / "data"
 # Test tools that live outside the project's own venv (another SDK generation, Node.js clients) are
@@ -57,8 +57,9 @@ def kb_home(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     os.environ["HEARTH_HOME"] = str(root)
     paths.set_home(root)
     try:
-        collection.create("handbook")
-        report = ingest.add("handbook", [docs])
+        settings = config.Settings()
+        collection.create("handbook", settings=settings)
+        report = ingest.add("handbook", [docs], settings=settings)
         assert len(report.added) == 4 and not report.failed, report
     finally:
         paths.set_home(None)

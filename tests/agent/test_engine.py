@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from hearth import config
 from hearth.agent import engine, rag, tools
 from hearth.agent.tools import Registry
 from hearth.models import generate
@@ -11,10 +12,13 @@ from hearth.models import generate
 GREEDY = generate.sampling(max_tokens=32, temperature=0.0)
 
 
+def chat(messages, **kw):  # type: ignore[no-untyped-def]
+    """The one chat path, as a face calls it (the test is the local user)."""
+    return list(engine.respond(engine.ChatRequest(messages, **kw), config.settings()))
+
+
 def _ask(chat_model, question: str, **kw):  # type: ignore[no-untyped-def]
-    deltas = list(
-        engine.chat([{"role": "user", "content": question}], kb=["handbook"], model=chat_model, params=GREEDY, **kw)
-    )
+    deltas = chat([{"role": "user", "content": question}], kb=["handbook"], model=chat_model, params=GREEDY, **kw)
     return "".join(d.text for d in deltas), deltas[-1], deltas
 
 
@@ -49,7 +53,7 @@ def test_out_of_corpus_question_says_not_found(grounded, chat_model) -> None:  #
 
 
 def test_passages_fit_the_token_budget(grounded, chat_model) -> None:  # type: ignore[no-untyped-def]
-    found = rag.retrieve("Quillberry ladder break", ["handbook"], k=5, threshold=0.0)
+    found = rag.retrieve("Quillberry ladder break", ["handbook"], config.settings(), k=5, threshold=0.0)
     assert len(found) >= 3
     budget = chat_model.count_tokens(found[0].block(1)) + 40
     kept, dropped = rag.fit(found, budget, chat_model.count_tokens)
@@ -59,11 +63,14 @@ def test_passages_fit_the_token_budget(grounded, chat_model) -> None:  # type: i
 
 
 def test_conversation_keeps_history_without_passages(grounded, chat_model) -> None:  # type: ignore[no-untyped-def]
-    conv = engine.Conversation(kb=["handbook"], model=chat_model, params=GREEDY)
+    conv = engine.Conversation(
+        engine.ChatRequest([], kb=["handbook"], model=chat_model, params=GREEDY), config.settings()
+    )
     list(conv.ask("When are members of the orchard cooperative paid?"))
     assert [m["role"] for m in conv.messages] == ["user", "assistant"]
     assert conv.messages[0]["content"] == "When are members of the orchard cooperative paid?"
-    assert "Sources:" in conv.messages[1]["content"]  # not the prompt with the passages
+    answer = conv.messages[1]["content"]  # the answer's text: not the prompt with the passages, nor the
+    assert answer and "Sources:" not in answer and "[1]" not in answer.split()[0]  # footer naming them
 
 
 def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, chat_model) -> None:  # type: ignore[no-untyped-def]
@@ -82,16 +89,14 @@ def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, chat_model) -> 
     reg.add(inventory)
     reg.add(tools.from_function(tools.calculator))
     choice = {"type": "function", "function": {"name": "inventory"}}
-    deltas = list(
-        engine.chat(
-            [{"role": "user", "content": "How many ladders are in the warehouse?"}],
-            model=chat_model,
-            params=generate.sampling(max_tokens=24, temperature=0.0),
-            tools=["inventory"],
-            tool_choice=choice,
-            registry=reg,
-            max_steps=3,
-        )
+    deltas = chat(
+        [{"role": "user", "content": "How many ladders are in the warehouse?"}],
+        model=chat_model,
+        params=generate.sampling(max_tokens=24, temperature=0.0),
+        server_tools=["inventory"],
+        tool_choice=choice,
+        registry=reg,
+        max_steps=3,
     )
     events = [d for d in deltas if d.tool_results]
     assert len(calls) >= 1 and events
@@ -121,17 +126,15 @@ def test_document_text_cannot_add_tools(grounded, chat_model) -> None:  # type: 
     result = reg.call(tools_call(injected), allowed=["calculator"])
     assert not result.ok and "not available" in result.content and ran == []
     # and a grounded turn with only the calculator allowed never offers wipe_disk to the model
-    deltas = list(
-        engine.chat(
-            [{"role": "user", "content": "When does Hollowmere Farms deliver?"}],
-            kb=["handbook"],
-            model=chat_model,
-            params=generate.sampling(max_tokens=24, temperature=0.0),
-            tools=["calculator"],
-            tool_choice="required",
-            registry=reg,
-            max_steps=2,
-        )
+    deltas = chat(
+        [{"role": "user", "content": "When does Hollowmere Farms deliver?"}],
+        kb=["handbook"],
+        model=chat_model,
+        params=generate.sampling(max_tokens=24, temperature=0.0),
+        server_tools=["calculator"],
+        tool_choice="required",
+        registry=reg,
+        max_steps=2,
     )
     assert any("wipe_disk" in c["text"] for c in deltas[-1].citations)  # the injection was in the prompt
     names = [r["name"] for d in deltas for r in (d.tool_results or [])]

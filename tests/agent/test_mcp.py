@@ -218,17 +218,16 @@ def test_mcp_client_uses_a_third_party_server(home: Path, npm_everything: Path, 
             reg.add(tool)
         assert "everything__echo" in reg.names() and "calculator" in reg.names()
         # the chat loop calls the third-party tool (forced, so the 135M model cannot skip it)
-        deltas = list(
-            engine.chat(
-                [{"role": "user", "content": "Echo the message: hello from Hearth"}],
-                model=chat_model,
-                params=generate.sampling(max_tokens=24, temperature=0.0),
-                tools=["everything__echo"],
-                tool_choice={"type": "function", "function": {"name": "everything__echo"}},
-                registry=reg,
-                max_steps=2,
-            )
+        request = engine.ChatRequest(
+            [{"role": "user", "content": "Echo the message: hello from Hearth"}],
+            model=chat_model,
+            params=generate.sampling(max_tokens=24, temperature=0.0),
+            server_tools=["everything__echo"],
+            tool_choice={"type": "function", "function": {"name": "everything__echo"}},
+            registry=reg,
+            max_steps=2,
         )
+        deltas = list(engine.respond(request, settings))
         results = [r for d in deltas for r in (d.tool_results or [])]
         assert results and results[0]["name"] == "everything__echo" and results[0]["ok"]
         sent = json.loads(results[0]["arguments"])["message"]

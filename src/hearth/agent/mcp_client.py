@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hearth.access import LOCAL, Principal
 from hearth.agent.tools import Registry, Tool, builtin_registry
 from hearth.errors import ConfigError
 
@@ -209,12 +210,9 @@ _hub: Hub | None = None
 _hub_lock = threading.Lock()
 
 
-def hub(settings: Any | None = None) -> Hub:
+def hub(settings: Any) -> Hub:
     """The process's hub for the configured servers, started once."""
     global _hub
-    from hearth import config
-
-    settings = settings or config.settings()
     with _hub_lock:
         wanted = specs(settings)
         if _hub is None or set(_hub.servers) != {s.name for s in wanted}:
@@ -224,12 +222,9 @@ def hub(settings: Any | None = None) -> Hub:
         return _hub
 
 
-def full_registry(settings: Any | None = None) -> Registry:
-    """Built-in tools plus every configured MCP server's tools (disabled ones excluded)."""
-    from hearth import config
-
-    settings = settings or config.settings()
-    reg = builtin_registry(settings)
+def full_registry(settings: Any, principal: Principal = LOCAL) -> Registry:
+    """Built-in tools for ``principal`` plus every configured MCP server's tools (disabled ones excluded)."""
+    reg = builtin_registry(settings, principal)
     if settings.mcp_servers:
         for tool in hub(settings).registry_tools(settings.agent.tool_timeout):
             reg.add(tool)

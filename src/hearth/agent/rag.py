@@ -12,10 +12,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from hearth.access import LOCAL, Principal
+
+if TYPE_CHECKING:
+    from hearth.config import Settings
 
 NOT_FOUND_EN = "I could not find this in the knowledge base, so I won't guess."
 NOT_FOUND_ZH = "知识库中没有找到相关内容，我不作猜测。"
+SOURCES_HEADER = "\n\nSources:\n"
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -74,25 +80,32 @@ class Grounding:
 
 
 def retrieve(
-    query: str, collections: Sequence[str] | None = None, k: int | None = None, threshold: float | None = None
+    query: str,
+    collections: Sequence[str] | None,
+    settings: Settings,
+    principal: Principal = LOCAL,
+    k: int | None = None,
+    threshold: float | None = None,
 ) -> list[Passage]:
-    """The best passages for ``query`` over ``collections`` (default: all), best first.
+    """The best passages for ``query`` over ``collections`` (default: all ``principal`` may see), best first.
 
     Each collection applies its own "not found" threshold (``kb.score_threshold``); scores are the
     fused 0..1 scores, comparable across collections because every one is scaled the same way.
     """
-    from hearth import config
     from hearth.kb import collection as kbc
     from hearth.kb import retrieve as kbr
 
-    cfg = config.settings()
-    k = k or cfg.kb.top_k
+    cfg = settings.kb
+    k = k or cfg.top_k
     if threshold is None:  # chat needs a "not found"; kb search alone may run with the threshold off
-        threshold = cfg.kb.score_threshold or cfg.agent.score_threshold
-    names = list(collections) if collections else [m.name for m in kbc.list_collections()]
+        threshold = cfg.score_threshold or settings.agent.score_threshold
+    if collections:
+        names = principal.check_kbs(collections)
+    else:
+        names = principal.visible(m.name for m in kbc.list_collections())
     found: list[Passage] = []
     for name in names:
-        result = kbr.search(name, query, k, threshold=threshold)
+        result = kbr.search(name, query, k, threshold=threshold, settings=settings)
         for r in result.results:
             found.append(Passage(r.text, r.source, r.title, r.headings, r.page, r.doc_id, name, r.score))
     found.sort(key=lambda p: -p.score)
@@ -163,4 +176,4 @@ def cited_numbers(answer: str, n_passages: int) -> list[int]:
 def sources_footer(passages: Sequence[Passage], cited: Sequence[int]) -> str:
     """'\n\nSources:\n[1] handbook.md > Leave, p. 3' — the cited passages, or all when none is cited."""
     numbers = list(cited) or list(range(1, len(passages) + 1))
-    return "\n\nSources:\n" + "\n".join(f"[{n}] {passages[n - 1].label()}" for n in numbers)
+    return SOURCES_HEADER + "\n".join(f"[{n}] {passages[n - 1].label()}" for n in numbers)

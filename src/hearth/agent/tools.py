@@ -22,11 +22,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, ValidationError, create_model
 
+from hearth.access import LOCAL, Principal
 from hearth.errors import HearthError
+
+if TYPE_CHECKING:
+    from hearth.config import Settings
 
 # Tool threads are daemons in a shared pool: a call that times out keeps running in the background
 # (Python cannot kill a thread) but never blocks the answer or the process exit.
@@ -242,37 +246,45 @@ def current_time(timezone: str = "UTC") -> str:
     return dt.datetime.now(zone).isoformat(timespec="seconds")
 
 
-def kb_search(query: str, collection: str = "", k: int = 3) -> str:
-    """Search the knowledge base and return the best passages with their sources.
+def kb_tools(settings: Settings, principal: Principal = LOCAL) -> list[Tool]:
+    """``kb_search`` and ``kb_list_documents`` for one caller: they see only the knowledge bases
+    ``principal`` may use, and search with ``settings``."""
 
-    Args:
-        query: what to look for, in the user's words
-        collection: the collection to search (empty = every collection)
-        k: how many passages to return (1-10)
-    """
-    from hearth.agent import rag
+    def kb_search(query: str, collection: str = "", k: int = 3) -> str:
+        """Search the knowledge base and return the best passages with their sources.
 
-    names = [collection] if collection else None
-    found = rag.retrieve(query, names, k=max(1, min(k, 10)))
-    if not found:
-        return "not found in the knowledge base"
-    return "\n\n".join(p.render(i) for i, p in enumerate(found, 1))
+        Args:
+            query: what to look for, in the user's words
+            collection: the collection to search (empty = every collection)
+            k: how many passages to return (1-10)
+        """
+        from hearth.agent import rag
 
+        names = [collection] if collection else None
+        found = rag.retrieve(query, names, settings, principal, k=max(1, min(k, 10)))
+        if not found:
+            return "not found in the knowledge base"
+        return "\n\n".join(p.render(i) for i, p in enumerate(found, 1))
 
-def kb_list_documents(collection: str = "") -> str:
-    """List the documents in the knowledge base.
+    def kb_list_documents(collection: str = "") -> str:
+        """List the documents in the knowledge base.
 
-    Args:
-        collection: the collection to list (empty = every collection)
-    """
-    from hearth.kb import collection as kbc
+        Args:
+            collection: the collection to list (empty = every collection)
+        """
+        from hearth.kb import collection as kbc
 
-    names = [collection] if collection else [m.name for m in kbc.list_collections()]
-    lines = []
-    for name in names:
-        for doc in kbc.list_docs(name):
-            lines.append(f"{name}: {doc.source} ({doc.n_chunks} chunks) id={doc.doc_id}")
-    return "\n".join(lines) or "the knowledge base is empty"
+        if collection:
+            names = [principal.check_kb(collection)]
+        else:
+            names = principal.visible(m.name for m in kbc.list_collections())
+        lines = []
+        for name in names:
+            for doc in kbc.list_docs(name):
+                lines.append(f"{name}: {doc.source} ({doc.n_chunks} chunks) id={doc.doc_id}")
+        return "\n".join(lines) or "the knowledge base is empty"
+
+    return [from_function(kb_search, source="builtin"), from_function(kb_list_documents, source="builtin")]
 
 
 def read_file_tool(folders: list[str]) -> Tool:
@@ -295,13 +307,12 @@ def read_file_tool(folders: list[str]) -> Tool:
     return from_function(read_file, source="builtin")
 
 
-def builtin_registry(settings: Any | None = None) -> Registry:
-    """The built-in tools, with the timeout and disabled list from ``agent:`` in hearth.yaml."""
-    from hearth import config
-
-    settings = settings or config.settings()
+def builtin_registry(settings: Settings, principal: Principal = LOCAL) -> Registry:
+    """The built-in tools for one caller, with the timeout and disabled list from ``agent:`` in hearth.yaml."""
     reg = Registry(timeout=settings.agent.tool_timeout, disabled=set(settings.agent.disabled_tools))
-    for fn in (kb_search, kb_list_documents, calculator, current_time):
+    for tool in kb_tools(settings, principal):
+        reg.add(tool)
+    for fn in (calculator, current_time):
         reg.add(from_function(fn, source="builtin"))
     if settings.agent.folders:
         reg.add(read_file_tool(settings.agent.folders))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import typer
 from rich.console import Console
 
@@ -13,7 +15,9 @@ def register(app: typer.Typer) -> None:
     def chat(
         question: str = typer.Argument(None, help="ask once and exit; leave out for an interactive chat"),
         model: str = typer.Option(None, "-m", "--model", help="model name, path, base+adapter, or remote:<backend>"),
-        engine: str = typer.Option("torch", "--engine", help="torch (Hearth's generation path) or llamacpp (GGUF)"),
+        engine: str = typer.Option(
+            None, "--engine", help="how a local model runs (default: the models layer's choice)"
+        ),
         system: str = typer.Option(None, "--system", help="system prompt"),
         temperature: float = typer.Option(None, "--temperature", "-t", help="0 = greedy"),
         top_p: float = typer.Option(None, "--top-p"),
@@ -29,7 +33,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Chat with a model, streaming tokens as they come."""
         from hearth import config
-        from hearth.models import backends, generate
+        from hearth.agent.engine import ChatRequest, Conversation
+        from hearth.models import generate
 
         settings = config.settings()
         params = generate.sampling(
@@ -42,31 +47,22 @@ def register(app: typer.Typer) -> None:
             repetition_penalty=repetition_penalty,
             stop=stop or None,
         )
-        chat_model = backends.get_chat_model(model, engine, settings)
+        messages = [{"role": "system", "content": system}] if system else []
+        request = ChatRequest(messages, model=model, engine=engine, params=params, kb=kb or [], server_tools=tools)
+        conversation = Conversation(request, settings)
         console = Console()
-        history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
         def answer(text: str) -> None:
-            history.append({"role": "user", "content": text})
-            parts: list[str] = []
-            if kb or tools:  # grounded / tool-using answers come from the agent engine
-                from hearth.agent import engine as agent
-
-                deltas = agent.chat(history, kb=kb, model=chat_model, params=params, system=system, tools=tools or None)
-            else:
-                deltas = chat_model.stream(history, params)
-            for delta in deltas:
-                parts.append(delta.text)
-                for r in getattr(delta, "tool_results", None) or []:
+            for delta in conversation.ask(text):
+                for r in delta.tool_results or []:
                     console.print(f"⚙ {r['name']}({r['arguments']}) → {r['content'][:200]}", style="dim", markup=False)
                 console.print(delta.text, end="", markup=False, highlight=False, soft_wrap=True)
             console.print()
-            history.append({"role": "assistant", "content": "".join(parts)})
 
         if question:
             answer(question)
             return
-        console.print(f"[bold]{chat_model.name}[/] — {HELP}")
+        console.print(f"[bold]{model or settings.model}[/] — {HELP}")
         while True:
             try:
                 text = console.input("[bold cyan]you>[/] ").strip()
@@ -77,12 +73,13 @@ def register(app: typer.Typer) -> None:
             if text in ("/exit", "/quit"):
                 break
             if text == "/reset":
-                history = history[:1] if system else []
+                conversation.reset()
                 console.print("[dim]conversation cleared[/]")
                 continue
             if text.startswith("/temp"):
                 try:
                     params = generate.sampling(params, temperature=float(text.split()[1]))
+                    conversation.request = replace(conversation.request, params=params)
                     console.print(f"[dim]temperature = {params.temperature}[/]")
                 except (IndexError, ValueError):
                     console.print("[red]write it like /temp 0.7[/]")

@@ -59,6 +59,7 @@ def compare_cmd(
     """The same questions through several systems; report.md / report.html with plots in runs/<id>/."""
     from rich.progress import Progress
 
+    from hearth import config
     from hearth.eval.compare import compare
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -70,6 +71,7 @@ def compare_cmd(
             judge=judge,
             limit=limit,
             on_progress=lambda i, n, s: bar.update(task, completed=i, total=n, description=s),
+            settings=config.settings(),
         )
     if as_json:
         data = result.to_dict()

@@ -15,9 +15,10 @@ def register(app: typer.Typer) -> None:
 
         Over HTTP the same server is at /mcp of `hearth serve`.
         """
+        from hearth import config
         from hearth.agent import mcp_server
 
-        mcp_server.serve_stdio()
+        mcp_server.serve_stdio(config.settings())
 
     @mcp.command("tools")
     def tools() -> None:

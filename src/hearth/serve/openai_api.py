@@ -12,21 +12,25 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
 
-from hearth import config
-from hearth.errors import GenerationError, HearthError, ModelNotFound
+from hearth import access, config
+from hearth.agent.engine import ChatRequest, respond
+from hearth.errors import GenerationError, ModelNotFound
 from hearth.models import backends, catalog, generate
 from hearth.models.generate import Delta
-from hearth.serve import errors, grounding
+from hearth.serve import errors
 from hearth.serve.queue import GenerationQueue
+
+PING_SECONDS = 15  # a comment line this often keeps proxies from closing a long, quiet stream
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -48,7 +52,7 @@ class HearthOptions(BaseModel):
     top_k: int | None = Field(None, ge=1, description="passages to retrieve")
 
 
-class ChatRequest(BaseModel):
+class ChatCompletionRequest(BaseModel):
     # OpenAI adds fields often; unknown ones are accepted and ignored rather than refused.
     model_config = ConfigDict(extra="allow")
 
@@ -114,7 +118,7 @@ def plain_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def sampling_for(req: ChatRequest, settings: config.Settings) -> config.GenerationSettings:
+def sampling_for(req: ChatCompletionRequest, settings: config.Settings) -> config.GenerationSettings:
     if req.n != 1:
         raise GenerationError("n > 1 is not supported", "ask once per answer you want")
     stop = [req.stop] if isinstance(req.stop, str) else req.stop
@@ -131,6 +135,7 @@ def sampling_for(req: ChatRequest, settings: config.Settings) -> config.Generati
 
 
 def chat_model(name: str, settings: config.Settings) -> backends.ChatModel:
+    catalog.resolve_for_http(name, settings)  # a registered name, never a server path
     try:
         return backends.get_chat_model(name, settings=settings)
     except ModelNotFound as exc:
@@ -151,55 +156,55 @@ def _is_local(model: backends.ChatModel) -> bool:
     return getattr(model, "kind", "local") != "remote"
 
 
-def _allowed_kbs(request: Request, wanted: list[str]) -> list[str]:
-    key = getattr(request.state, "api_key", None)
-    for name in wanted:
-        if key is not None and not key.allows_kb(name):
-            from hearth.serve.keys import Forbidden
-
-            raise Forbidden(f"this API key may not use knowledge base '{name}'", "ask for a key that includes it")
-    return wanted
-
-
-@router.post("/chat/completions")
-async def chat_completions(req: ChatRequest, request: Request) -> Any:
-    settings: config.Settings = request.app.state.settings
-    queue: GenerationQueue = request.app.state.queue
-    params = sampling_for(req, settings)
-    model = await run_in_threadpool(chat_model, req.model, settings)
-    messages = plain_messages(req.messages)
-    kbs = _allowed_kbs(request, req.hearth.kb if req.hearth else [])
-    plan = grounding.plan(
-        model,
-        messages,
-        params,
+def chat_request(req: ChatCompletionRequest, settings: config.Settings) -> ChatRequest:
+    """The wire request as the one chat path takes it."""
+    return ChatRequest(
+        messages=plain_messages(req.messages),
+        model=chat_model(req.model, settings),
+        params=sampling_for(req, settings),
+        kb=req.hearth.kb if req.hearth else [],
+        top_k=req.hearth.top_k if req.hearth else None,
         tools=req.tools,
         tool_choice=req.tool_choice,
         response_format=req.response_format,
-        kbs=kbs,
-        top_k=req.hearth.top_k if req.hearth else None,
     )
+
+
+@router.post("/chat/completions")
+async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
+    settings: config.Settings = request.app.state.settings
+    queue: GenerationQueue = request.app.state.queue
+    chat = await run_in_threadpool(chat_request, req, settings)
+    reply = await run_in_threadpool(respond, chat, settings, access.of_request(request))
     ticket = queue.admit(req.timeout)
-    deltas = queue.stream(ticket, plan.produce, local=_is_local(model))
+    deltas = queue.stream(ticket, reply.deltas, local=_is_local(reply.model))
     rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
+    grounded = bool(chat.kb)
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
-            _sse(deltas, rid, created, req.model, include_usage, plan),
-            media_type="text/event-stream",
+        return EventSourceResponse(
+            _sse(deltas, rid, created, req.model, include_usage, grounded),
+            ping=PING_SECONDS,
+            sep="\n",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return await _complete(deltas, rid, created, req.model, plan, request)
+    return await _complete(deltas, rid, created, req.model, grounded, request)
+
+
+def _extras(last: Delta | None, grounded: bool) -> dict[str, Any]:
+    """Hearth's extra top-level response fields: a grounded answer's citations (none for others)."""
+    return {"citations": getattr(last, "citations", None) or []} if grounded else {}
 
 
 async def _complete(
-    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, plan: grounding.Plan, request: Request
+    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, grounded: bool, request: Request
 ) -> JSONResponse:
     import asyncio
 
+    parts: list[Delta] = []
+
     async def collect() -> generate.Completion:
-        parts: list[Delta] = []
         async for d in deltas:
             parts.append(d)
         return generate.collect(parts)
@@ -229,7 +234,7 @@ async def _complete(
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": _usage(result.usage),
     }
-    body.update(plan.extras())
+    body.update(_extras(parts[-1] if parts else None, grounded))
     return JSONResponse(body)
 
 
@@ -253,12 +258,13 @@ def _chunk(rid: str, created: int, model: str, choices: list[dict[str, Any]], **
         "choices": choices,
         **extra,
     }
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return json.dumps(data, ensure_ascii=False)
 
 
 async def _sse(
-    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, include_usage: bool, plan: grounding.Plan
+    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, include_usage: bool, grounded: bool
 ) -> AsyncIterator[str]:
+    """The stream's ``data:`` payloads; sse-starlette frames them and keeps the connection alive."""
     usage_field = {"usage": None} if include_usage else {}
     first = {"role": "assistant", "content": "", "refusal": None}
     yield _chunk(
@@ -273,8 +279,7 @@ async def _sse(
                 yield _chunk(rid, created, model, [choice], **usage_field)
             for call in d.tool_calls or []:
                 # the first delta of each call carries id, type and name; arguments follow in the same one
-                full = _full_call(call, calls)
-                delta = {"tool_calls": [{"index": calls, **full}]}
+                delta = {"tool_calls": [{"index": calls, **_full_call(call, calls)}]}
                 yield _chunk(
                     rid,
                     created,
@@ -285,15 +290,10 @@ async def _sse(
                 calls += 1
             if d.finish_reason is not None:
                 last = d
-    except HearthError as exc:
+    except Exception as exc:  # an error after the 200: said in the stream, as OpenAI does
         data, _, _ = errors.from_exception(exc)
-        yield f"data: {json.dumps(data)}\n\n"
-        yield "data: [DONE]\n\n"
-        return
-    except Exception as exc:
-        data, _, _ = errors.from_exception(exc)
-        yield f"data: {json.dumps(data)}\n\n"
-        yield "data: [DONE]\n\n"
+        yield json.dumps(data)
+        yield "[DONE]"
         return
     finish = "tool_calls" if calls else (last.finish_reason if last else "stop")
     yield _chunk(
@@ -302,11 +302,11 @@ async def _sse(
         model,
         [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}],
         **usage_field,
-        **plan.extras(),
+        **_extras(last, grounded),
     )
     if include_usage:
         yield _chunk(rid, created, model, [], usage=_usage(last.usage if last else None))
-    yield "data: [DONE]\n\n"
+    yield "[DONE]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def embedder_names(settings: config.Settings) -> set[str]:
     from hearth.kb.embed import get_embedder
 
     spec = settings.kb.embedder
-    return {spec, get_embedder(spec).name}
+    return {spec, get_embedder(spec, settings).name}
 
 
 @router.post("/embeddings")
@@ -325,7 +325,7 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> JSONResponse:
     from hearth.kb.embed import get_embedder
 
     settings: config.Settings = request.app.state.settings
-    embedder = await run_in_threadpool(get_embedder, settings.kb.embedder)
+    embedder = await run_in_threadpool(get_embedder, settings.kb.embedder, settings)
     if req.model not in {settings.kb.embedder, embedder.name}:
         raise ModelNotFound(f"The model '{req.model}' does not exist", f"this server embeds with '{embedder.name}'")
     texts = [req.input] if isinstance(req.input, str) else req.input
@@ -390,9 +390,3 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
         if card["id"] == model_id:
             return card
     raise ModelNotFound(f"The model '{model_id}' does not exist", "GET /v1/models lists the models")
-
-
-def produce_plain(
-    model: backends.ChatModel, messages: list[dict[str, Any]], params: config.GenerationSettings, tools: Any = None
-) -> Iterator[Delta]:
-    return model.stream(messages, params, tools)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -17,6 +18,8 @@ import gradio as gr
 import pandas as pd
 from fastapi import FastAPI
 
+from hearth import access, config
+from hearth.access import Principal
 from hearth.errors import HearthError
 
 CSS = """
@@ -29,36 +32,30 @@ footer {display: none !important;}
 """
 
 
-def _key(request: gr.Request | None) -> Any:
-    """The API key of this browser session (None with keys off)."""
-    from hearth.serve import keys
-    from hearth.serve.app import COOKIE
-
-    if request is None:
-        return None
-    secret = request.cookies.get(COOKIE) or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not secret:
-        return None
-    try:
-        return keys.check_key(secret)
-    except HearthError:
-        return None
+def principal(request: gr.Request | None) -> Principal:
+    """Who this browser session is: the key the server's middleware checked for this request (the
+    same one verdict as every other surface; the UI never reads keys on its own)."""
+    return access.of_request(getattr(request, "request", None))
 
 
-def _kb_names(request: gr.Request | None = None) -> list[str]:
+def _fail(exc: HearthError) -> gr.Error:
+    return gr.Error(f"{exc.message} — {exc.hint}" if exc.hint else exc.message)
+
+
+def kb_names(request: gr.Request | None = None) -> list[str]:
     from hearth.kb.collection import list_collections
 
-    key = _key(request)
-    return [m.name for m in list_collections() if key is None or key.allows_kb(m.name)]
+    return principal(request).visible(m.name for m in list_collections())
 
 
 def _allowed(request: gr.Request | None, kb: str) -> None:
-    key = _key(request)
-    if key is not None and not key.allows_kb(kb):
-        raise gr.Error(f"no knowledge base '{kb}'")
+    try:
+        principal(request).check_kb(kb)
+    except HearthError as exc:
+        raise _fail(exc) from None
 
 
-def _model_names(settings: Any) -> list[str]:
+def model_names(settings: config.Settings) -> list[str]:
     from hearth.models.catalog import list_models
 
     return [m.id for m in list_models(settings)]
@@ -80,287 +77,328 @@ def render_citations(citations: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+def show_tool_calls(calls: list[dict[str, Any]]) -> str:
+    """How the chat window shows a tool call (display only: the model's history keeps the call itself)."""
+    return "".join(
+        f"\n\n🔧 `{c.get('function', {}).get('name')}({c.get('function', {}).get('arguments', '')})`" for c in calls
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Chat
 
 
-def build(app: FastAPI) -> gr.Blocks:
-    settings = app.state.settings
+async def chat(
+    app: FastAPI,
+    message: str,
+    shown: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    model: str,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    kbs: list[str],
+    request: gr.Request,
+) -> AsyncIterator[tuple[list[dict[str, Any]], list[dict[str, Any]], str, str]]:
+    """One chat turn through the one chat path and the server's queue.
 
-    async def chat(
-        message: str,
-        history: list[dict[str, Any]],
-        model: str,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        kbs: list[str],
-        request: gr.Request,
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str, str]]:
-        from hearth.models import generate
-        from hearth.serve import grounding
-        from hearth.serve.openai_api import chat_model
+    ``shown`` is what the chat window displays; ``history`` is the conversation the model sees
+    (questions as asked, answers as text), so the window's own decorations never reach the model.
+    """
+    from hearth.agent.engine import ChatRequest, history_text, respond
+    from hearth.models import generate
+    from hearth.serve.openai_api import chat_model
 
-        if not message.strip():
-            yield history, "", ""
-            return
-        for kb in kbs or []:
-            _allowed(request, kb)
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        yield history, "", ""
-        try:
-            params = generate.sampling(
-                settings.generation, temperature=temperature, top_p=top_p, max_tokens=int(max_tokens)
-            )
-            llm = chat_model(model, settings)
-            messages = [{"role": m["role"], "content": m["content"]} for m in history[:-1]]
-            plan = grounding.plan(llm, messages, params, kbs=list(kbs or []))
-            queue = app.state.queue
-            ticket = queue.admit()
-            text = ""
-            async for delta in queue.stream(ticket, plan.produce, local=getattr(llm, "kind", "local") != "remote"):
-                text += delta.text
-                for call in delta.tool_calls or []:
-                    fn = call.get("function", {})
-                    text += f"\n\n🔧 `{fn.get('name')}({fn.get('arguments', '')})`"
-                history[-1]["content"] = text
-                yield history, "", render_citations(plan.citations)
-            yield history, "", render_citations(plan.citations)
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-
-    # -----------------------------------------------------------------------------------------
-    # Knowledge
-
-    def kb_refresh(request: gr.Request) -> tuple[Any, Any, Any]:
-        names = _kb_names(request)
-        first = names[0] if names else None
-        return (
-            gr.update(choices=names, value=first),
-            gr.update(choices=names),
-            kb_docs(first, request) if first else pd.DataFrame(),
+    if not message.strip():
+        yield shown, history, "", ""
+        return
+    settings: config.Settings = app.state.settings
+    shown = [*shown, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+    yield shown, history, "", ""
+    question = {"role": "user", "content": message}
+    try:
+        params = generate.sampling(
+            settings.generation, temperature=temperature, top_p=top_p, max_tokens=int(max_tokens)
         )
+        req = ChatRequest([*history, question], model=chat_model(model, settings), params=params, kb=list(kbs or []))
+        reply = respond(req, settings, principal(request))
+        queue = app.state.queue
+        text = ""
+        citations: list[dict[str, Any]] = []
+        async for delta in queue.stream(
+            queue.admit(), reply.deltas, local=getattr(reply.model, "kind", "") != "remote"
+        ):
+            text += delta.text
+            shown[-1]["content"] = text + show_tool_calls(delta.tool_calls or [])
+            citations = getattr(delta, "citations", None) or citations
+            yield shown, history, "", render_citations(citations)
+        history = [*history, question, {"role": "assistant", "content": history_text(text)}]
+        yield shown, history, "", render_citations(citations)
+    except HearthError as exc:
+        raise _fail(exc) from None
 
-    def kb_docs(name: str | None, request: gr.Request) -> pd.DataFrame:
-        from hearth.kb.collection import list_docs
 
-        if not name:
-            return pd.DataFrame(columns=["doc_id", "title", "chunks", "size", "added"])
-        _allowed(request, name)
-        rows = [
-            {
-                "doc_id": d.doc_id,
-                "title": d.title or os.path.basename(d.source),
-                "chunks": d.n_chunks,
-                "size": d.size,
-                "added": d.added,
-            }
-            for d in list_docs(name)
-        ]
-        return pd.DataFrame(rows, columns=["doc_id", "title", "chunks", "size", "added"])
+# ---------------------------------------------------------------------------------------------
+# Knowledge
 
-    def kb_create(name: str, request: gr.Request) -> tuple[Any, Any, Any, str]:
-        from hearth.kb.collection import create
+DOC_COLUMNS = ["doc_id", "title", "chunks", "size", "added"]
 
-        key = _key(request)
-        if key is not None and not key.allows_kb(name):
-            raise gr.Error("this key may not create that knowledge base")
-        try:
-            create(name.strip())
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        names = _kb_names(request)
-        return gr.update(choices=names, value=name), gr.update(choices=names), kb_docs(name, request), ""
 
-    def kb_upload(name: str, files: list[str] | None, request: gr.Request) -> Iterator[tuple[str, Any]]:
-        from hearth.jobs import manager, start_ingest
-        from hearth.kb.collection import save_upload
+def kb_refresh(request: gr.Request) -> tuple[Any, Any, Any]:
+    names = kb_names(request)
+    first = names[0] if names else None
+    return (
+        gr.update(choices=names, value=first),
+        gr.update(choices=names),
+        kb_docs(first, request) if first else pd.DataFrame(columns=DOC_COLUMNS),
+    )
 
-        if not name or not files:
-            raise gr.Error("pick a knowledge base and add files first")
-        _allowed(request, name)
-        limit = int(settings.kb.max_file_mb * 1024 * 1024)
+
+def kb_docs(name: str | None, request: gr.Request) -> pd.DataFrame:
+    from hearth.kb.collection import list_docs
+
+    if not name:
+        return pd.DataFrame(columns=DOC_COLUMNS)
+    _allowed(request, name)
+    rows = [
+        {
+            "doc_id": d.doc_id,
+            "title": d.title or os.path.basename(d.source),
+            "chunks": d.n_chunks,
+            "size": d.size,
+            "added": d.added,
+        }
+        for d in list_docs(name)
+    ]
+    return pd.DataFrame(rows, columns=DOC_COLUMNS)
+
+
+def kb_create(app: FastAPI, name: str, request: gr.Request) -> tuple[Any, Any, Any, str]:
+    from hearth.kb.collection import create
+
+    _allowed(request, name.strip())
+    try:
+        create(name.strip(), settings=app.state.settings)
+    except HearthError as exc:
+        raise _fail(exc) from None
+    names = kb_names(request)
+    return gr.update(choices=names, value=name), gr.update(choices=names), kb_docs(name, request), ""
+
+
+INGEST_LABELS = {"file": "✅ indexed", "skip": "⏭️ unchanged", "fail": "❌ failed", "start": "⏳ starting"}
+
+
+def kb_upload(app: FastAPI, name: str, files: list[str] | None, request: gr.Request) -> Iterator[tuple[str, Any]]:
+    from hearth.jobs import manager, start_ingest
+    from hearth.kb.collection import save_upload
+
+    if not name or not files:
+        raise gr.Error("pick a knowledge base and add files first")
+    _allowed(request, name)
+    try:
         saved = []
         for path in files:
-            if os.path.getsize(path) > limit:
-                raise gr.Error(f"{os.path.basename(path)} is over the {settings.kb.max_file_mb:g} MB limit")
             with open(path, "rb") as fh:
                 saved.append(save_upload(name, os.path.basename(path), fh.read()))
-        key = _key(request)
-        job = start_ingest(manager(), name, saved, key.name if key else None)
-        lines: list[str] = []
-        for event in job.follow():
-            if event["type"] == "progress":
-                kind = event.get("kind")
-                label = {"file": "✅ indexed", "skip": "⏭️ unchanged", "fail": "❌ failed", "start": "⏳ starting"}
-                if kind in label:
-                    what = os.path.basename(event.get("path", "")) or event.get("message", "")
-                    lines.append(f"{label[kind]} {what} ({event.get('files_done')}/{event.get('files_total')})")
-            elif event["type"] in ("done", "failed", "cancelled"):
-                lines.append(f"**{event['type']}**" + (f": {event['error']}" if event.get("error") else ""))
-            yield "\n\n".join(lines), kb_docs(name, request)
+        job = start_ingest(manager(), name, saved, principal(request).name)
+    except HearthError as exc:
+        raise _fail(exc) from None
+    lines: list[str] = []
+    for event in job.follow():
+        if event["type"] == "progress":
+            kind = event.get("kind")
+            if kind in INGEST_LABELS:
+                what = os.path.basename(event.get("path", "")) or event.get("message", "")
+                lines.append(f"{INGEST_LABELS[kind]} {what} ({event.get('files_done')}/{event.get('files_total')})")
+        elif event["type"] in ("done", "failed", "cancelled"):
+            lines.append(f"**{event['type']}**" + (f": {event['error']}" if event.get("error") else ""))
         yield "\n\n".join(lines), kb_docs(name, request)
+    yield "\n\n".join(lines), kb_docs(name, request)
 
-    def kb_delete(name: str, doc_id: str, request: gr.Request) -> tuple[Any, str]:
-        from hearth.kb.collection import remove
 
-        _allowed(request, name)
-        try:
-            entry = remove(name, doc_id.strip())
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        return kb_docs(name, request), f"Deleted {entry.title or entry.source}."
+def kb_delete(name: str, doc_id: str, request: gr.Request) -> tuple[Any, str]:
+    from hearth.kb.collection import remove
 
-    def kb_search(name: str, query: str, k: int, mode: str, request: gr.Request) -> pd.DataFrame:
-        from hearth.kb.retrieve import search
+    _allowed(request, name)
+    try:
+        entry = remove(name, doc_id.strip())
+    except HearthError as exc:
+        raise _fail(exc) from None
+    return kb_docs(name, request), f"Deleted {entry.title or entry.source}."
 
-        if not name:
-            raise gr.Error("pick a knowledge base")
-        _allowed(request, name)
-        try:
-            result = search(name, query, int(k), mode=mode)  # type: ignore[arg-type]
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        rows = [
-            {
-                "score": round(r.score, 3),
-                "similarity": None if r.similarity is None else round(r.similarity, 3),
-                "bm25": None if r.bm25 is None else round(r.bm25, 2),
-                "source": r.title or os.path.basename(r.source),
-                "text": r.text[:300],
-            }
-            for r in result.results
-        ]
-        return pd.DataFrame(rows, columns=["score", "similarity", "bm25", "source", "text"])
 
-    # -----------------------------------------------------------------------------------------
-    # Train
+HIT_COLUMNS = ["score", "similarity", "bm25", "source", "text"]
 
-    def recipe_form(name: str) -> list[Any]:
-        from hearth.jobs import list_recipes
 
-        cfg = next((r["config"] for r in list_recipes() if r["name"] == name), {})
-        tr, md = cfg.get("training", {}), cfg.get("model", {})
-        return [
-            tr.get("learning_rate", 1e-3),
-            tr.get("batch_size", 16),
-            tr.get("max_steps", 100),
-            md.get("num_layers", 2),
-            md.get("hidden_size", 64),
-            md.get("dropout", 0.0),
-            tr.get("optimizer", "adamw"),
-            tr.get("weight_decay", 0.1),
-        ]
+def kb_search(app: FastAPI, name: str, query: str, k: int, mode: str, request: gr.Request) -> pd.DataFrame:
+    from hearth.kb.retrieve import search
 
-    def train_start(
-        recipe: str,
-        lr: float,
-        bs: int,
-        steps: int,
-        layers: int,
-        hidden: int,
-        dropout: float,
-        opt: str,
-        wd: float,
-        request: gr.Request,
-    ) -> Iterator[tuple[str, Any, str]]:
-        from hearth.jobs import manager, start_training
+    if not name:
+        raise gr.Error("pick a knowledge base")
+    _allowed(request, name)
+    try:
+        result = search(name, query, int(k), mode=mode, settings=app.state.settings)  # type: ignore[arg-type]
+    except HearthError as exc:
+        raise _fail(exc) from None
+    rows = [
+        {
+            "score": round(r.score, 3),
+            "similarity": None if r.similarity is None else round(r.similarity, 3),
+            "bm25": None if r.bm25 is None else round(r.bm25, 2),
+            "source": r.title or os.path.basename(r.source),
+            "text": r.text[:300],
+        }
+        for r in result.results
+    ]
+    return pd.DataFrame(rows, columns=HIT_COLUMNS)
 
-        overrides = [
-            f"training.learning_rate={lr}",
-            f"training.batch_size={int(bs)}",
-            f"training.max_steps={int(steps)}",
-            f"model.num_layers={int(layers)}",
-            f"model.hidden_size={int(hidden)}",
-            f"model.dropout={dropout}",
-            f"training.optimizer={opt}",
-            f"training.weight_decay={wd}",
-        ]
-        key = _key(request)
-        try:
-            job = start_training(manager(), recipe, overrides, key.name if key else None)
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        points: list[dict[str, Any]] = []
-        for event in job.follow(poll=0.5):
-            if event["type"] == "progress" and "loss" in event:
-                points.append({"step": event["step"], "loss": event["loss"], "split": event.get("split", "train")})
-            status = f"{job.id}: {job.status}" + (f" — step {points[-1]['step']}/{steps}" if points else "")
-            yield status, pd.DataFrame(points, columns=["step", "loss", "split"]), job.id
-        yield (
-            f"{job.id}: {job.status}" + (f" — {job.error}" if job.error else ""),
-            pd.DataFrame(points, columns=["step", "loss", "split"]),
-            job.id,
-        )
 
-    def train_stop(job_id: str) -> str:
-        from hearth.jobs import manager
+# ---------------------------------------------------------------------------------------------
+# Train (admin keys only, as on the API)
 
-        if not job_id:
-            return "no job running"
+FORM_KEYS = [
+    ("training", "learning_rate", 1e-3),
+    ("training", "batch_size", 16),
+    ("training", "max_steps", 100),
+    ("model", "num_layers", 2),
+    ("model", "hidden_size", 64),
+    ("model", "dropout", 0.0),
+    ("training", "optimizer", "adamw"),
+    ("training", "weight_decay", 0.1),
+]
+
+
+def recipe_form(name: str) -> list[Any]:
+    from hearth.jobs import list_recipes
+
+    cfg = next((r["config"] for r in list_recipes() if r["name"] == name), {})
+    return [cfg.get(section, {}).get(key, default) for section, key, default in FORM_KEYS]
+
+
+def train_start(
+    recipe: str,
+    lr: float,
+    bs: int,
+    steps: int,
+    layers: int,
+    hidden: int,
+    dropout: float,
+    opt: str,
+    wd: float,
+    request: gr.Request,
+) -> Iterator[tuple[str, Any, str]]:
+    """Start a training job from a recipe and the form's values; stream its status and loss curve."""
+    from hearth.jobs import manager, start_training
+
+    who = principal(request)
+    try:
+        who.check_admin("train models")
+    except HearthError as exc:
+        raise _fail(exc) from None
+    form = [lr, bs, steps, layers, hidden, dropout, opt, wd]
+    overrides = []
+    for (section, key, default), value in zip(FORM_KEYS, form, strict=True):
+        value = int(value) if isinstance(default, int) and not isinstance(default, bool) else value
+        overrides.append(f"{section}.{key}={value}")
+    try:
+        job = start_training(manager(), recipe, overrides, who.name)
+    except HearthError as exc:
+        raise _fail(exc) from None
+    points: list[dict[str, Any]] = []
+    for event in job.follow(poll=0.5):
+        if event["type"] == "progress" and "loss" in event:
+            points.append({"step": event["step"], "loss": event["loss"], "split": event.get("split", "train")})
+        status = f"{job.id}: {job.status}" + (f" — step {points[-1]['step']}/{int(steps)}" if points else "")
+        yield status, pd.DataFrame(points, columns=["step", "loss", "split"]), job.id
+    yield (
+        f"{job.id}: {job.status}" + (f" — {job.error}" if job.error else ""),
+        pd.DataFrame(points, columns=["step", "loss", "split"]),
+        job.id,
+    )
+
+
+def train_stop(job_id: str, request: gr.Request) -> str:
+    from hearth.jobs import manager
+
+    if not job_id:
+        return "no job running"
+    try:
+        principal(request).check_admin("stop training jobs")
         manager().cancel(job_id)
-        return f"stopping {job_id}…"
+    except HearthError as exc:
+        raise _fail(exc) from None
+    return f"stopping {job_id}…"
 
-    # -----------------------------------------------------------------------------------------
-    # Models
 
-    def inspect_model(name: str, context: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-        from hearth.models import inspect
+# ---------------------------------------------------------------------------------------------
+# Models (the inspector reads model files: admin keys only)
 
-        try:
-            report = inspect.inspect(name, int(context) or None)
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        return _report_frames(report)
 
-    def estimate(params: str, context: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-        from hearth.models import inspect
+def inspect_model(name: str, context: int, request: gr.Request) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    from hearth.models import inspect
 
-        try:
-            report = inspect.estimate(inspect.parse_params(params), int(context))
-        except HearthError as exc:
-            raise gr.Error(exc.message) from None
-        return _report_frames(report)
+    try:
+        principal(request).check_admin("inspect models")
+        report = inspect.inspect(name, int(context) or None)
+    except HearthError as exc:
+        raise _fail(exc) from None
+    return report_frames(report)
 
-    def _report_frames(report: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-        from hearth.models.inspect import gigabytes
 
-        arch = report.architecture
-        table = pd.DataFrame(
-            [{"field": k, "value": v} for k, v in vars(arch).items() if v is not None]
-            + [
-                {"field": "parameters", "value": f"{report.total_params:,}"},
-                {"field": "format", "value": report.format},
-            ]
-        )
-        memory = pd.DataFrame(
-            [{"use": r["use"], "dtype": r["dtype"], "total": gigabytes(r["total"])} for r in report.memory]
-        )
-        groups = pd.DataFrame([{"role": k, "params": v} for k, v in report.groups.items()])
-        return table, memory, groups, f"**{report.total_params:,}** parameters · {report.source}"
+def estimate(params: str, context: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    from hearth.models import inspect
 
-    # -----------------------------------------------------------------------------------------
-    # Runs
+    try:
+        report = inspect.estimate(inspect.parse_params(params), int(context))
+    except HearthError as exc:
+        raise _fail(exc) from None
+    return report_frames(report)
 
-    def run_ids() -> list[str]:
-        from hearth.train.runs import list_runs
 
-        return [r.id for r in reversed(list_runs())]
+def report_frames(report: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    from hearth.models.inspect import gigabytes
 
-    def compare(ids: list[str], split: str) -> pd.DataFrame:
-        from hearth.train.runs import Run
+    arch = report.architecture
+    table = pd.DataFrame(
+        [{"field": k, "value": v} for k, v in vars(arch).items() if v is not None]
+        + [
+            {"field": "parameters", "value": f"{report.total_params:,}"},
+            {"field": "format", "value": report.format},
+        ]
+    )
+    memory = pd.DataFrame(
+        [{"use": r["use"], "dtype": r["dtype"], "total": gigabytes(r["total"])} for r in report.memory]
+    )
+    groups = pd.DataFrame([{"role": k, "params": v} for k, v in report.groups.items()])
+    return table, memory, groups, f"**{report.total_params:,}** parameters · {report.source}"
 
-        rows = []
-        for rid in ids or []:
-            for p in Run.open(rid, writable=False).metrics(split):
-                if "loss" in p:
-                    rows.append({"step": p["step"], "loss": p["loss"], "run": rid})
-        return pd.DataFrame(rows, columns=["step", "loss", "run"])
 
-    # -----------------------------------------------------------------------------------------
-    # layout
+# ---------------------------------------------------------------------------------------------
+# Runs
 
-    models = _model_names(settings)
+
+def run_ids() -> list[str]:
+    from hearth.train.runs import list_runs
+
+    return [r.id for r in reversed(list_runs())]
+
+
+def compare(ids: list[str], split: str) -> pd.DataFrame:
+    from hearth.train.runs import Run
+
+    rows = []
+    for rid in ids or []:
+        for p in Run.open(rid, writable=False).metrics(split):
+            if "loss" in p:
+                rows.append({"step": p["step"], "loss": p["loss"], "run": rid})
+    return pd.DataFrame(rows, columns=["step", "loss", "run"])
+
+
+def build(app: FastAPI) -> gr.Blocks:
+    """The layout and its wiring; every handler above is a plain function with its own tests."""
+    settings: config.Settings = app.state.settings
+
+    models = model_names(settings)
     with gr.Blocks(title="Hearth", analytics_enabled=False) as ui:
         gr.Markdown(
             "# Hearth\nYour private AI stack. Everything runs on this machine. "
@@ -378,6 +416,7 @@ def build(app: FastAPI) -> gr.Blocks:
                             )
                             send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
                         sources = gr.Markdown(elem_id="citations")
+                        history = gr.State([])
                     with gr.Column(scale=1, min_width=240):
                         model = gr.Dropdown(models, value=settings.model, label="Model")
                         kb_pick = gr.CheckboxGroup([], label="Knowledge bases", elem_id="chat-kbs")
@@ -389,10 +428,10 @@ def build(app: FastAPI) -> gr.Blocks:
                             8, 1024, value=settings.generation.max_tokens, step=8, label="Max tokens"
                         )
                         clear = gr.Button("New chat")
-                inputs = [box, chatbot, model, temperature, top_p, max_tokens, kb_pick]
-                send.click(chat, inputs, [chatbot, box, sources])
-                box.submit(chat, inputs, [chatbot, box, sources])
-                clear.click(lambda: ([], ""), None, [chatbot, sources])
+                inputs = [box, chatbot, history, model, temperature, top_p, max_tokens, kb_pick]
+                send.click(partial(chat, app), inputs, [chatbot, history, box, sources])
+                box.submit(partial(chat, app), inputs, [chatbot, history, box, sources])
+                clear.click(lambda: ([], [], ""), None, [chatbot, history, sources])
 
             with gr.Tab("Knowledge", id="knowledge"):
                 with gr.Row():
@@ -419,14 +458,14 @@ def build(app: FastAPI) -> gr.Blocks:
                     mode = gr.Radio(["hybrid", "dense", "text"], value="hybrid", label="Mode", scale=2)
                     search_btn = gr.Button("Search", scale=1)
                 hits = gr.Dataframe(label="Results", interactive=False, wrap=True)
-                create_btn.click(kb_create, [new_name], [kb_name, kb_pick, docs, new_name])
+                create_btn.click(partial(kb_create, app), [new_name], [kb_name, kb_pick, docs, new_name])
                 kb_name.change(kb_docs, [kb_name], [docs])
-                upload_btn.click(kb_upload, [kb_name, files], [progress, docs]).then(
+                upload_btn.click(partial(kb_upload, app), [kb_name, files], [progress, docs]).then(
                     kb_refresh, None, [kb_name, kb_pick, docs]
                 )
                 delete_btn.click(kb_delete, [kb_name, doc_id], [docs, deleted])
-                search_btn.click(kb_search, [kb_name, query, k, mode], [hits])
-                query.submit(kb_search, [kb_name, query, k, mode], [hits])
+                search_btn.click(partial(kb_search, app), [kb_name, query, k, mode], [hits])
+                query.submit(partial(kb_search, app), [kb_name, query, k, mode], [hits])
 
             with gr.Tab("Train", id="train"):
                 from hearth.jobs import list_recipes
