@@ -80,26 +80,60 @@ def counting(on_event: OnEvent) -> Callable[..., None]:
     return on_progress
 
 
+class Bar:
+    """A rich progress bar on stderr, drawn from events: call it with each ``Event``, ``close()`` at the end.
+
+    Only ``progress`` events move it; a field an event leaves None (``total``, ``done``) keeps its value.
+    With ``enabled=False`` (a worker process, ``progress: false``) it draws nothing.
+    """
+
+    def __init__(
+        self, label: str, total: float | None = None, done: float = 0, transient: bool = True, enabled: bool = True
+    ) -> None:
+        self.progress: Any = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=transient,
+        )
+        self.task = self.progress.add_task(label, total=total, completed=done, note="")
+        self.progress.start()
+
+    def __call__(self, event: Event) -> None:
+        if self.progress is None or event.type != "progress":
+            return
+        note = {"note": event.message} if event.message else {}
+        self.progress.update(self.task, completed=event.done, total=event.total, **note)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 @contextmanager
 def bar(label: str, transient: bool = True) -> Iterator[OnEvent]:
-    """A rich progress bar on stderr for the duration of the block; feed it events with the callback it yields."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=Console(stderr=True),
-        transient=transient,
-    ) as progress:
-        task = progress.add_task(label, total=None, note="")
-
-        def on_event(event: Event) -> None:
-            if event.type == "progress":
-                # rich leaves a field alone when it is given None, so partial events keep the rest
-                progress.update(task, completed=event.done, total=event.total, note=event.message)
-
-        yield on_event
+    """A ``Bar`` for the duration of the block; feed it events through the callback it yields."""
+    drawn = Bar(label, transient=transient)
+    try:
+        yield drawn
+    finally:
+        drawn.close()

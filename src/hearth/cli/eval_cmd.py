@@ -24,13 +24,11 @@ def retrieval(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """recall@k, MRR and nDCG@k, overall and per language; saved under runs/eval-<timestamp>/."""
-    from rich.progress import Progress
-
     from hearth.eval.retrieval import evaluate
+    from hearth.progress import bar, counting
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("questions", total=None)
-        report = evaluate(name, qa_file, k, mode, on_progress=lambda i, n: bar.update(task, completed=i, total=n))
+    with bar("questions") as on_event:
+        report = evaluate(name, qa_file, k, mode, on_progress=counting(on_event))
     if as_json:
         print(json.dumps(asdict(report), indent=1, ensure_ascii=False))
         return
@@ -57,20 +55,18 @@ def compare_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The same questions through several systems; report.md / report.html with plots in runs/<id>/."""
-    from rich.progress import Progress
-
     from hearth import config
     from hearth.eval.compare import compare
+    from hearth.progress import bar, counting
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("answers", total=None)
+    with bar("answers") as on_event:
         result = compare(
             questions,
             systems,
             max_tokens=max_tokens,
             judge=judge,
             limit=limit,
-            on_progress=lambda i, n, s: bar.update(task, completed=i, total=n, description=s),
+            on_progress=counting(on_event),
             settings=config.settings(),
         )
     if as_json:

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,24 @@ def metric_event(row: dict[str, Any], total: int | None) -> Event:
     return Event(done=row.get("step"), total=total, message=message, data=row)
 
 
-def run_in_child(job: Job, run: Run, spec: dict[str, Any], steps: int | None = None) -> dict[str, Any]:
-    """Run ``spec`` in ``python -m hearth.jobs.worker`` inside ``run``; relay its events; return its result.
+def run_in_child(
+    job: Job, run: Run, spec: dict[str, Any], steps: int | None = None, command: list[str] | None = None
+) -> dict[str, Any]:
+    """Run ``spec`` in ``python -m hearth.jobs.worker RUN_DIR`` inside ``run``; relay its events; return its result.
 
     ``steps``: the run's step count, when the loop's metrics.jsonl is to be followed as progress.
+    ``command``: another program that keeps the worker's contract (RUN_DIR as its last argument).
     """
-    (run.root / SPEC).write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
+    # Owner-only: the spec may carry settings with a remote backend's API key.
+    fd = os.open(run.root / SPEC, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=2, default=str, ensure_ascii=False)
     run.write_meta(status="queued", job=job.id)
     job.emit(Event("run", message=str(run.root), data={"run_id": run.id, "run_dir": str(run.root)}))
     env = {**os.environ, "HEARTH_HOME": str(paths.home()), "PYTHONUNBUFFERED": "1"}
     with (run.root / LOG).open("ab") as log:  # the child writes into its own copy of this file descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hearth.jobs.worker", str(run.root)],
+            [*(command or [sys.executable, "-m", "hearth.jobs.worker"]), str(run.root)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -131,13 +138,30 @@ def run_in_child(job: Job, run: Run, spec: dict[str, Any], steps: int | None = N
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = GRACE) -> None:
-    """SIGTERM to the child's process group; SIGKILL if it has not exited after ``grace`` seconds."""
+    """End the child's whole process group: SIGTERM, then SIGKILL for what is left after ``grace`` seconds.
+    Returns once the group is gone (or, failing that, after the second wait)."""
     signal_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(grace)
-    except subprocess.TimeoutExpired:
+    if not group_gone(proc.pid, grace):
         signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        group_gone(proc.pid, grace)
+    proc.wait()
+
+
+def group_gone(pgid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for every process of group ``pgid`` to exit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # the id now belongs to someone else's group: ours is gone
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:

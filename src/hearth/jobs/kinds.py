@@ -96,7 +96,7 @@ def start_tuning(jobs: JobManager, recipe: str, overrides: list[str] | None = No
 
 def start_eval(
     jobs: JobManager,
-    questions: str | Path,
+    questions: str | Path | list[dict[str, Any]],
     systems: list[str],
     *,
     max_tokens: int = 48,
@@ -104,24 +104,31 @@ def start_eval(
     limit: int | None = None,
     name: str = "compare",
     owner: str | None = None,
+    settings: Settings | None = None,
 ) -> Job:
-    """Ask ``questions`` (JSON lines) to ``systems`` (``[label=]MODEL[@KB]``) and score them, in a child process."""
+    """Ask ``questions`` (a JSON-lines file, or the rows) to ``systems`` (``[label=]MODEL[@KB]``) and score
+    the answers, in a child process; ``settings`` (the face's) reach the child through job.json."""
     from hearth.errors import ConfigError
     from hearth.eval.compare import parse_system, read_questions
     from hearth.train.runs import Run
 
-    rows = read_questions(questions, limit)  # a missing or malformed file fails now
+    if isinstance(questions, str | Path):
+        rows = read_questions(questions, limit)  # a missing or malformed file fails now
+    else:
+        rows = list(questions)[:limit] if limit else list(questions)
+    if not rows or not all(isinstance(r, dict) and r.get("question") for r in rows):
+        raise ConfigError("no questions to ask", "give JSON objects with a 'question' (and an 'answer')")
     if not systems:
         raise ConfigError("no systems to compare", "pass at least one system, e.g. smollm2 or smollm2@KB")
     for system in systems:
         parse_system(system)
     spec = {
         "kind": "eval",
-        "questions": str(Path(questions).resolve()),
+        "questions": rows,
         "systems": list(systems),
         "max_tokens": max_tokens,
         "judge": judge,
-        "limit": limit,
+        "settings": settings.model_dump(mode="json") if settings is not None else None,
     }
 
     def work(job: Job) -> dict[str, Any]:

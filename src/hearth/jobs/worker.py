@@ -48,16 +48,18 @@ def tune(run: Run, spec: dict[str, Any], emit: OnEvent) -> dict[str, Any]:
 
 
 def evaluate(run: Run, spec: dict[str, Any], emit: OnEvent) -> dict[str, Any]:
+    from hearth.config import Settings
     from hearth.eval.compare import compare
 
+    settings = Settings.model_validate(spec["settings"]) if spec.get("settings") else None
     result = compare(
         spec["questions"],
         spec["systems"],
         max_tokens=spec["max_tokens"],
         judge=spec.get("judge"),
-        limit=spec.get("limit"),
         run=run,
         on_progress=counting(emit),
+        settings=settings,
     )
     data = result.to_dict()
     data.pop("answers", None)  # they are in the run's answers.jsonl; the event stays small

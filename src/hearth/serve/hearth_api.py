@@ -13,15 +13,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hearth import config
 from hearth.errors import HearthError, NotFound
-from hearth.jobs import FINISHED, Job, JobManager
+from hearth.jobs import Job, JobManager
 from hearth.serve.keys import APIKey, Forbidden
 
 UPLOAD_CHUNK = 1 << 20
+SSE_PING = 15.0  # seconds between keep-alive comments on a job's event stream
 
 router = APIRouter(prefix="/api", tags=["Hearth"])
 
@@ -77,22 +78,29 @@ async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/events")
-async def job_events(job_id: str, request: Request, start: int = 0) -> StreamingResponse:
-    """Server-sent events: every event of the job from ``start`` on, ending when the job ends."""
+async def job_events(job_id: str, request: Request, start: int = 0) -> EventSourceResponse:
+    """Server-sent events, ``id`` = the event's ``seq``: the job's events from ``start`` on (a client that
+    reconnects with ``Last-Event-ID`` gets those after it), ending when the job ends; a ping comment
+    every ``SSE_PING`` seconds keeps proxies from closing a quiet stream."""
     job = visible_job(request, job_id)
+    last_id = request.headers.get("last-event-id", "").strip()
+    if last_id:
+        if not last_id.isdigit():
+            raise HearthError(f"Last-Event-ID '{last_id}' is not an event id", "send the id of the last event received")
+        start = int(last_id) + 1
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[ServerSentEvent]:
         seq = start
         while True:
-            new = job.events[seq:]
-            for event in new:
-                yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
-            seq += len(new)
-            if job.status in FINISHED and seq >= len(job.events):
+            ended = job.ended  # read first: once ended, the job's last event is already recorded
+            for event in job.since(seq):
+                yield ServerSentEvent(json.dumps(event.to_dict(), default=str), event=event.type, id=str(event.seq))
+                seq = event.seq + 1
+            if ended:
                 return
             await asyncio.sleep(0.2)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventSourceResponse(events(), ping=SSE_PING, headers={"Cache-Control": "no-cache"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +230,41 @@ async def start_training(req: TrainRequest, request: Request) -> dict[str, Any]:
 
     key = api_key(request)
     job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, key.name if key else None)
+    return job.summary()
+
+
+@router.post("/tune", status_code=202)
+async def start_tuning(req: TrainRequest, request: Request) -> dict[str, Any]:
+    """Fine-tune with a recipe (e.g. tune/smollm2-lora.yaml) as a job."""
+    from hearth.jobs import start_tuning as start
+
+    key = api_key(request)
+    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, key.name if key else None)
+    return job.summary()
+
+
+class EvalRequest(BaseModel):
+    questions: list[dict[str, Any]] = Field(description="rows with question + answer (+ fact, source, lang, group)")
+    systems: list[str] = Field(description="[LABEL=]MODEL[@KB], e.g. smollm2, smollm2@company")
+    max_tokens: int = Field(48, ge=1, le=1024, description="most tokens per answer (greedy)")
+
+
+@router.post("/eval", status_code=202)
+async def start_eval(req: EvalRequest, request: Request) -> dict[str, Any]:
+    """Ask the questions to every system and score the answers (report in the job's run folder), as a job."""
+    from hearth.jobs import start_eval as start
+
+    key = api_key(request)
+    job = await run_in_threadpool(
+        lambda: start(
+            jobs(request),
+            req.questions,
+            req.systems,
+            max_tokens=req.max_tokens,
+            owner=key.name if key else None,
+            settings=request.app.state.settings,
+        )
+    )
     return job.summary()
 
 

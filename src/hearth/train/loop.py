@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hearth.errors import DataError, TrainError
+from hearth.progress import Bar, Event
 from hearth.train.config import TrainingConfig
 from hearth.train.runs import Run
 
@@ -305,7 +306,7 @@ def train(
         interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
         last_loss, last_val, last_saved = math.nan, None, -1
         session_tokens, session_start = 0, time.perf_counter()
-        progress = _Progress(cfg.max_steps, state.step, enabled=main and cfg.progress)
+        progress = Bar("train", cfg.max_steps, state.step, transient=False, enabled=main and cfg.progress)
         # Per-layer-group gradient norms and update/weight ratios (train/debug.py), when asked for.
         grad_stats = None
         if cfg.grad_stats_every and main:
@@ -370,12 +371,13 @@ def train(
                     }
                     run.log(state.step, "train", **row)
                     history.append({"step": state.step, "split": "train", **row})
-                    progress.update(state.step, last_loss, row["lr"], row["tokens_per_s"])
+                    note = f"loss {last_loss:.4f}  lr {row['lr']:.2e}  {row['tokens_per_s']:,.0f} tok/s"
+                    progress(Event(done=state.step, message=note))
                     interval_loss.zero_()
                     interval_steps, interval_tokens = 0, 0
                     interval_start = time.perf_counter()
                 else:
-                    progress.update(state.step)
+                    progress(Event(done=state.step))
 
                 if val_data is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
                     eval_start = time.perf_counter()
@@ -482,45 +484,3 @@ def _set_rng(saved: dict[str, Any]) -> None:
     torch.set_rng_state(saved["torch"])
     if saved.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda"])
-
-
-class _Progress:
-    """A rich progress bar: step, loss, learning rate, tokens/s, time left (main process only)."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tps]:,.0f} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.task = self.bar.add_task("train", total=total, completed=done, loss=math.nan, lr=0.0, tps=0.0)
-        self.bar.start()
-
-    def update(self, step: int, loss: float | None = None, lr: float | None = None, tps: float | None = None) -> None:
-        if self.bar is None:
-            return
-        fields = {k: v for k, v in {"loss": loss, "lr": lr, "tps": tps}.items() if v is not None}
-        self.bar.update(self.task, completed=step, **fields)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
