@@ -129,6 +129,7 @@ def main() -> None:
     from hearth.kb.store_lancedb import LanceStore
 
     paths.set_home(home)
+    S = settings()  # built once, passed down (as the CLI does)
     results: dict = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -142,9 +143,9 @@ def main() -> None:
     corpus = work / "faq-stripped"
     shutil.rmtree(corpus, ignore_errors=True)
     removed = strip_question_headings(faq_dir, corpus)
-    kc.create("faq")
-    kc.open_collection("faq").embedder.embed(["warm up"])  # model load is not ingest speed
-    rep = kc.add("faq", [corpus])
+    kc.create("faq", settings=S)
+    kc.open_collection("faq", S).embedder.embed(["warm up"])  # model load is not ingest speed
+    rep = kc.add("faq", [corpus], settings=S)
     size = sum(f.stat().st_size for f in corpus.iterdir())
     results["ingest"] = {
         "corpus": f"Debian FAQ (English HTML, {len(rep.added)} files, {size / 1e6:.2f} MB, {removed} question headings stripped)",
@@ -159,8 +160,8 @@ def main() -> None:
     )
 
     # the same corpus with small chunks, where ~1,000 chunks/s is about USE's sentence speed
-    kc.create("faq64", chunk_tokens=64, chunk_overlap=8)
-    rep64 = kc.add("faq64", [corpus])
+    kc.create("faq64", chunk_tokens=64, chunk_overlap=8, settings=S)
+    rep64 = kc.add("faq64", [corpus], settings=S)
     results["ingest_64_token_chunks"] = {
         "chunks": rep64.chunks_added,
         "seconds": round(rep64.seconds, 2),
@@ -172,7 +173,7 @@ def main() -> None:
 
     # the embedder alone, on sentences and on whole chunks: its forward pass costs the same per token,
     # so sentences/s (what DESIGN.md quotes) and chunks/s differ by the tokens per text
-    emb = kc.open_collection("faq").embedder
+    emb = kc.open_collection("faq", S).embedder
     chunk_texts = kc.open_collection("faq").store._table.search().select(["text"]).limit(None).to_arrow()
     chunk_texts = chunk_texts["text"].to_pylist()
     sentences = [x for t in chunk_texts for x in re.split(r"(?<=[.!?])\s+", t) if len(x.split()) >= 3]
@@ -196,7 +197,7 @@ def main() -> None:
 
     recall = {}
     for mode in ("dense", "text", "hybrid"):
-        r = evaluate("faq", qa_file, k=5, mode=mode, save=mode == "hybrid")
+        r = evaluate("faq", qa_file, k=5, mode=mode, save=mode == "hybrid", settings=S)
         recall[mode] = {k: round(v, 3) for k, v in r.metrics.items()}
         print(
             f"dev set {mode:>6}: recall@5 {r.metrics['recall@5']:.3f}  MRR {r.metrics['mrr']:.3f}  nDCG@5 {r.metrics['ndcg@5']:.3f}"
@@ -204,7 +205,7 @@ def main() -> None:
     results["dev_set"] = {"questions": len(read_qa(qa_file)), "by_mode": recall}
 
     # 3: latency at n_rows -----------------------------------------------------------------------
-    coll = kc.open_collection("faq")
+    coll = kc.open_collection("faq", S)
     emb = coll.embedder
     faq_rows = coll.store._table.search().select(["text", "vector", "source"]).limit(None).to_arrow()
     texts = faq_rows["text"].to_pylist()

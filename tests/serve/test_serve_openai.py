@@ -284,14 +284,15 @@ def test_langchain_tools_and_structured_output(server: Any) -> None:
 
 
 def test_grounded_answer_carries_citations(client: openai.OpenAI, serve_home: Path, tmp_path: Path) -> None:
+    from hearth.config import Settings
     from hearth.kb import collection
 
     doc = tmp_path / "orchard.md"
     doc.write_text(
         "# Orchard rules\n\n## Ladders\n\nLadders in the Brambleton orchard must be inspected every 17 days.\n"
     )
-    collection.create("orchard")
-    collection.add("orchard", [doc])
+    collection.create("orchard", settings=Settings())
+    collection.add("orchard", [doc], settings=Settings())
     ask = [{"role": "user", "content": "How often must ladders in the Brambleton orchard be inspected?"}]
     r = client.chat.completions.create(
         model="smollm2", messages=ask, max_tokens=24, extra_body={"hearth": {"kb": ["orchard"]}}

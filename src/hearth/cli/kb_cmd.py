@@ -15,6 +15,13 @@ kb = typer.Typer(
 out = Console()
 
 
+def _settings():  # type: ignore[no-untyped-def]
+    """The face builds the settings once (hearth.yaml, HEARTH_* variables) and passes them down."""
+    from hearth import config
+
+    return config.settings()
+
+
 def _progress_ingest(run):  # type: ignore[no-untyped-def]
     """Run an ingest with a rich progress bar drawn from the library's progress events."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,7 +79,13 @@ def create(
     from hearth.kb import collection as kc
 
     meta = kc.create(
-        name, store=store, uri=uri, embedder=embedder, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+        name,
+        store=store,
+        uri=uri,
+        embedder=embedder,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        settings=_settings(),
     )
     out.print(f"created '{meta.name}' ({meta.engine}, embedder {meta.embedder_id}, {meta.chunk_tokens}-token chunks)")
 
@@ -89,8 +102,11 @@ def add(
     """Add or update files: unchanged files are skipped, changed ones replaced."""
     from hearth.kb import collection as kc
 
+    settings = _settings()
     rep = _progress_ingest(
-        lambda on_event: kc.add(name, paths, include=include, exclude=exclude, sync=sync, tags=tag, on_event=on_event)
+        lambda on_event: kc.add(
+            name, paths, include=include, exclude=exclude, sync=sync, tags=tag, on_event=on_event, settings=settings
+        )
     )
     _print_report(rep)
 
@@ -144,25 +160,61 @@ def search(
         [], "--filter", "-f", help="source=..., tag=..., after=YYYY-MM-DD, before=YYYY-MM-DD, doc=ID"
     ),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, dense or text"),
-    threshold: float = typer.Option(None, "--threshold", help="dense similarity below which nothing counts as found"),
+    threshold: float = typer.Option(
+        None, "--threshold", help="dense similarity below which nothing counts as found (default: the collection's)"
+    ),
+    explain: bool = typer.Option(False, "--explain", help="show the dense and full-text lists, weights and fusion"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Search a knowledge base: dense + full text fused by reciprocal rank."""
+    """Search a knowledge base: dense + full text, fused by their scores."""
     from hearth.kb import collection as kc
     from hearth.kb.store import parse_filters
 
-    res = kc.search(name, query, k, filters=parse_filters(filter_), mode=mode, threshold=threshold)  # type: ignore[arg-type]
+    res = kc.search(
+        name,
+        query,
+        k,
+        filters=parse_filters(filter_),
+        mode=mode,  # type: ignore[arg-type]
+        threshold=threshold,
+        explain=explain,
+        settings=_settings(),
+    )
     if as_json:
         print(json.dumps(asdict(res), indent=1, ensure_ascii=False))
         return
+    if res.explain is not None:
+        _print_explain(res)
     if not res.found:
-        out.print(f"[yellow]{res.message}[/]")
+        out.print(f"[yellow]{res.message}[/] (best similarity under this collection's threshold {res.threshold:.3f})")
         return
     for i, r in enumerate(res.results, start=1):
         where = " > ".join(r.headings)
         page = f" p.{r.page}" if r.page else ""
         out.print(f"[bold]{i}.[/] [cyan]{r.source}[/]{page}  [dim]{where}[/]  score {r.score:.3f}", highlight=False)
         out.print("   " + r.text[:400].replace("\n", " "), highlight=False)
+
+
+def _print_explain(res) -> None:  # type: ignore[no-untyped-def]
+    ex = res.explain
+    out.print(f"query tokens for full text: {' '.join(ex.get('query_tokens', [])) or '(none)'}", highlight=False)
+    for title, rows, key in (("dense", ex["dense"], "similarity"), ("full text (BM25)", ex["text"], "bm25")):
+        table = Table("#", "passage", key, title=title, title_justify="left")
+        for i, r in enumerate(rows, start=1):
+            table.add_row(str(i), r["where"], f"{r[key]:.4f}")
+        out.print(table)
+    if "fused" in ex:
+        w = ex["weights"]
+        out.print(
+            f"weights: dense 1 · full text {w['text']:.3f} (= strength {w['text_strength']:.3f}"
+            f" × language agreement {w['language_agreement']:.3f})",
+            highlight=False,
+        )
+        table = Table("#", "passage", "fused", "dense part", "text part", title="fused", title_justify="left")
+        for i, r in enumerate(ex["fused"], start=1):
+            table.add_row(str(i), r["where"], f"{r['score']:.4f}", f"{r['dense_part']:.3f}", f"{r['text_part']:.3f}")
+        out.print(table)
+    out.print(f"not-found threshold (dense similarity): {res.threshold:.3f}", highlight=False)
 
 
 @kb.command("stats")
@@ -174,14 +226,22 @@ def stats(
     from hearth.kb import collection as kc
 
     names = [name] if name else [m.name for m in kc.list_collections()]
-    rows = [kc.stats(n) for n in names]
+    settings = _settings()
+    rows = [kc.stats(n, settings=settings) for n in names]
     if as_json:
         print(json.dumps([asdict(r) for r in rows], indent=1))
         return
-    table = Table("name", "store", "embedder", "documents", "chunks", "disk")
+    table = Table("name", "store", "embedder", "documents", "chunks", "fragments", "not-found threshold", "disk")
     for s in rows:
         table.add_row(
-            s.name, s.engine, s.embedder_id, str(s.documents), str(s.chunks), f"{s.bytes_on_disk / 1e6:.1f} MB"
+            s.name,
+            s.engine,
+            s.embedder_id,
+            str(s.documents),
+            str(s.chunks),
+            "" if s.fragments is None else str(s.fragments),
+            f"{s.threshold:.3f} ({s.threshold_source})",
+            f"{s.bytes_on_disk / 1e6:.1f} MB",
         )
     out.print(table)
 
@@ -196,7 +256,8 @@ def reindex(
     """Re-embed every document from its source file (e.g. after changing the embedder)."""
     from hearth.kb import collection as kc
 
-    rep = _progress_ingest(lambda on_event: kc.reindex(name, embedder, on_event=on_event))
+    settings = _settings()
+    rep = _progress_ingest(lambda on_event: kc.reindex(name, embedder, on_event=on_event, settings=settings))
     _print_report(rep)
 
 

@@ -184,8 +184,8 @@ def run_loop(
     if cfg.kb.recreate and name in {c.name for c in kbc.list_collections()}:
         kbc.drop(name)
     if name not in {c.name for c in kbc.list_collections()}:
-        kbc.create(name)
-    ingest = kbc.add(name, [docs])
+        kbc.create(name, settings=hconfig.settings())
+    ingest = kbc.add(name, [docs], settings=hconfig.settings())
     if ingest.failed:
         step(f"  {len(ingest.failed)} file(s) failed: {ingest.failed[:3]}")
 

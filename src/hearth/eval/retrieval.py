@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hearth.config import Settings
 from hearth.errors import DataError
+from hearth.text import language
 
 # ---------------------------------------------------------------------------------------------
 # metrics over relevance lists (1 = relevant, 0 = not), best-ranked first
@@ -90,11 +92,6 @@ def is_relevant(hit_source: str, hit_text: str, gold: dict, min_overlap: float =
     return True
 
 
-def language(text: str) -> str:
-    cjk = len(re.findall(r"[\u4e00-\u9fff]", text))
-    return "zh" if cjk >= max(1, len(text.strip()) // 5) else "en"
-
-
 # ---------------------------------------------------------------------------------------------
 # evaluating a collection
 
@@ -140,6 +137,7 @@ def summarise(per_question: list[dict], k: int) -> dict[str, float]:
         f"recall@{k}": sum(q[f"recall@{k}"] for q in per_question) / n,
         "mrr": sum(q["mrr"] for q in per_question) / n,
         f"ndcg@{k}": sum(q[f"ndcg@{k}"] for q in per_question) / n,
+        "not_found": sum(q["not_found"] for q in per_question) / n,
     }
 
 
@@ -150,18 +148,26 @@ def evaluate(
     mode: str = "hybrid",
     save: bool = True,
     on_progress=None,  # type: ignore[no-untyped-def]
+    *,
+    settings: Settings,
 ) -> RetrievalReport:
-    """Run every question against collection ``name``; saves ``runs/eval-<timestamp>/`` when ``save``."""
+    """Run every question against collection ``name``; saves ``runs/eval-<timestamp>/`` when ``save``.
+
+    Besides the ranking metrics, ``not_found`` is the share of questions the collection's "not found"
+    threshold refuses (their best dense similarity is under it): for questions the collection answers,
+    lower is better; for an out-of-corpus set (``not_found_rate``), higher."""
     from hearth import paths
-    from hearth.kb.collection import open_collection
+    from hearth.kb.collection import opened, threshold
     from hearth.kb.retrieve import search_collection
 
     qa = read_qa(Path(qa_file))
-    coll = open_collection(name)
+    coll = opened(name, settings)
+    limit = threshold(name, settings)
     per_question = []
     for i, gold in enumerate(qa):
         res = search_collection(coll, gold["question"][:2000], k, mode=mode, threshold=0.0)
         rel = first_only([1 if is_relevant(r.source, r.text, gold) else 0 for r in res.results])
+        refused = mode != "text" and limit > 0 and (res.top_similarity or 0.0) < limit
         per_question.append(
             {
                 "question": gold["question"],
@@ -170,6 +176,8 @@ def evaluate(
                 "mrr": mrr(rel),
                 f"ndcg@{k}": ndcg_at_k(rel, k, 1),
                 "rank": first_relevant_rank(rel),
+                "not_found": float(refused),
+                "top_similarity": res.top_similarity,
                 "top_sources": [r.source for r in res.results],
             }
         )
@@ -197,3 +205,12 @@ def evaluate(
             for q in per_question:
                 f.write(json.dumps(q, ensure_ascii=False) + "\n")
     return report
+
+
+def not_found_rate(name: str, questions: Sequence[str], *, settings: Settings) -> float:
+    """Share of ``questions`` (asked of a collection that does not answer them) refused as "not found"
+    at the collection's threshold."""
+    from hearth.kb.retrieve import search
+
+    refused = [not search(name, q, 1, settings=settings, mode="dense").found for q in questions]
+    return sum(refused) / max(1, len(refused))

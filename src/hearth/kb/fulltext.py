@@ -6,6 +6,9 @@ segmentation (words plus their shorter sub-words) for CJK runs, lower-cased Snow
 the rest, joined by spaces. The store indexes that column with a plain whitespace/standard analyzer and
 no stemming of its own (Milvus Lite ignores analyzer stemmers), and queries are tokenized the same way
 before they reach the store, so every engine ranks the same tokens.
+
+Queries lose their stopwords first (English and Chinese lists shipped with ``bm25s``): "When does the
+canteen open?" must not rank passages by how often they say "the" and "does".
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import functools
 import logging
 import re
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+from hearth.text import CJK_RUN
+
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
 
@@ -42,7 +46,7 @@ def tokens(text: str) -> list[str]:
     """Search tokens of ``text``: jieba words for CJK runs, lower-cased stemmed words otherwise."""
     out: list[str] = []
     pos = 0
-    for m in _CJK.finditer(text):
+    for m in CJK_RUN.finditer(text):
         out.extend(_words(text[pos : m.start()]))
         out.extend(w for w in _jieba().cut_for_search(m.group()) if w.strip())
         pos = m.end()
@@ -51,5 +55,35 @@ def tokens(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> str:
-    """The space-joined form stored in the full-text column and sent as the full-text query."""
+    """The space-joined form stored in the full-text column."""
     return " ".join(tokens(text))
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN_PLUS
+
+    return frozenset(STOPWORDS_EN_PLUS) | frozenset(STOPWORDS_CHINESE)
+
+
+def query_tokens(text: str) -> list[str]:
+    """The distinct search tokens of a query, stopwords removed (all kept if nothing else is left)."""
+    stop = _stopwords()
+    words: list[str] = []
+    pos = 0
+    for m in CJK_RUN.finditer(text):
+        words.extend(_query_words(text[pos : m.start()], stop))
+        words.extend(w for w in _jieba().cut_for_search(m.group()) if w.strip() and w not in stop)
+        pos = m.end()
+    words.extend(_query_words(text[pos:], stop))
+    return list(dict.fromkeys(words)) or list(dict.fromkeys(tokens(text)))
+
+
+def _query_words(text: str, stop: frozenset[str]) -> list[str]:
+    kept = [w.lower() for w in _WORD.findall(text) if w.lower() not in stop]
+    return _stemmer().stemWords(kept)
+
+
+def query_text(text: str) -> str:
+    """The full-text query sent to the store: ``query_tokens`` joined by spaces."""
+    return " ".join(query_tokens(text))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hearth.config import settings
+from hearth.config import Settings
 from hearth.errors import DataError, KBError
+from hearth.kb import calibrate
 from hearth.kb.chunk import chunk_document
 from hearth.kb.fulltext import tokenize
 from hearth.kb.manifest import DocEntry
@@ -130,12 +131,33 @@ def add(
     sync: bool = False,
     tags: Sequence[str] = (),
     on_event: Callable[[IngestEvent], None] | None = None,
+    settings: Settings,
 ) -> IngestReport:
-    """Add files and folders to collection ``name``; see the module docstring for the guarantees."""
-    from hearth.kb.collection import open_collection
+    """Add files and folders to collection ``name``; see the module docstring for the guarantees.
 
-    cfg = settings().kb
-    coll = open_collection(name)
+    One writer at a time per collection (a file lock shared by processes): a second ``add`` waits."""
+    from hearth.kb.collection import write_lock
+
+    with write_lock(name):
+        return _add_locked(name, paths, include, exclude, sync, tags, on_event, settings)
+
+
+def _add_locked(
+    name: str,
+    paths: Sequence[str | Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    sync: bool,
+    tags: Sequence[str],
+    on_event: Callable[[IngestEvent], None] | None,
+    settings: Settings,
+) -> IngestReport:
+    from hearth.kb.collection import bump_generation, opened
+    from hearth.kb.manifest import Manifest
+
+    cfg = settings.kb
+    coll = opened(name, settings)
+    coll.manifest = Manifest(coll.dir)  # read under the lock: another process may have written since
     emb = coll.embedder
     report = IngestReport()
     start = time.perf_counter()
@@ -163,6 +185,8 @@ def add(
             coll.store.add(pending_rows)  # one commit for the whole buffer
         if pending_entries:
             coll.manifest.put(pending_entries)  # journaled only after the store holds the chunks
+        if pending_rows or pending_entries:
+            bump_generation(coll)
         pending_rows, pending_entries = [], []
         last_flush = time.perf_counter()
 
@@ -273,6 +297,8 @@ def add(
     finally:
         coll.manifest.compact()
     coll.store.optimize()
+    calibrate.measure(coll)  # the "not found" threshold follows what the collection now holds
+    bump_generation(coll)
     report.seconds = time.perf_counter() - start
     emit(
         event("done", message=f"{len(report.added)} added, {len(report.updated)} updated, {len(report.failed)} failed")
@@ -289,7 +315,11 @@ def _with_headings(text: str, headings: tuple[str, ...]) -> str:
 
 
 def reindex(
-    name: str, embedder: str | None = None, *, on_event: Callable[[IngestEvent], None] | None = None
+    name: str,
+    embedder: str | None = None,
+    *,
+    on_event: Callable[[IngestEvent], None] | None = None,
+    settings: Settings,
 ) -> IngestReport:
     """Re-embed every document (e.g. with a new embedder) from its source file.
 
@@ -298,23 +328,26 @@ def reindex(
     """
     from hearth.kb import collection as kc
     from hearth.kb.embed import get_embedder
-    from hearth.kb.manifest import write_json_atomic
+    from hearth.kb.manifest import Manifest, write_json_atomic
 
-    coll = kc.open_collection(name)
-    sources = [d.source for d in coll.manifest.docs.values()]
-    gone = [s for s in sources if not Path(s).is_file()]
-    if gone:
-        raise KBError(
-            f"{len(gone)} source files of '{name}' no longer exist (e.g. {gone[0]})",
-            f"remove them first with `hearth kb remove {name} DOC`, then reindex",
-        )
-    spec = embedder or coll.meta.embedder
-    emb = get_embedder(spec)
-    coll.store.drop()
-    coll.close()
-    coll.manifest.docs.clear()
-    coll.manifest.compact()
-    meta = coll.meta
-    meta.embedder, meta.embedder_id, meta.dim = spec, emb.id, emb.dim
-    write_json_atomic(coll.dir / "collection.json", kc.asdict(meta))
-    return add(name, sources, on_event=on_event)
+    with kc.write_lock(name):
+        coll = kc.opened(name)
+        manifest = Manifest(coll.dir)
+        sources = [d.source for d in manifest.docs.values()]
+        gone = [s for s in sources if not Path(s).is_file()]
+        if gone:
+            raise KBError(
+                f"{len(gone)} source files of '{name}' no longer exist (e.g. {gone[0]})",
+                f"remove them first with `hearth kb remove {name} DOC`, then reindex",
+            )
+        spec = embedder or coll.meta.embedder
+        emb = get_embedder(spec, settings)
+        kc.forget(name)
+        coll.store.drop()
+        coll.close()
+        manifest.docs.clear()
+        manifest.compact()
+        meta = coll.meta
+        meta.embedder, meta.embedder_id, meta.dim = spec, emb.id, emb.dim
+        write_json_atomic(coll.dir / "collection.json", kc.asdict(meta))
+        return _add_locked(name, sources, (), (), False, (), on_event, settings)

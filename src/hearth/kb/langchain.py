@@ -28,6 +28,7 @@ except ImportError as exc:  # raised where the user imports it, with the fix
     ) from exc
 from pydantic import Field
 
+from hearth import config
 from hearth.kb.store import parse_filters
 
 
@@ -41,13 +42,24 @@ class HearthRetriever(BaseRetriever):
         default_factory=list,
         description="metadata filters as in the CLI: source=..., tag=..., after=YYYY-MM-DD, before=..., doc=ID",
     )
-    threshold: float | None = Field(None, description="minimum cosine similarity; None = kb.score_threshold")
+    threshold: float | None = Field(None, description="minimum cosine similarity; None = the collection's own")
+    # This retriever is a face (LangChain code calls it directly), so like the CLI it builds the settings
+    # once, when it is made, unless the caller passes its own.
+    settings: config.Settings = Field(default_factory=config.settings, description="Hearth settings to search with")
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         from hearth.kb.collection import search
 
         where = parse_filters(self.filters) if self.filters else None
-        found = search(self.collection, query, self.k, filters=where, mode=self.mode, threshold=self.threshold)
+        found = search(
+            self.collection,
+            query,
+            self.k,
+            filters=where,
+            mode=self.mode,
+            threshold=self.threshold,
+            settings=self.settings,
+        )
         # "not found" has no passages: the chain's prompt then sees an empty context, not an unrelated one
         return [
             Document(

@@ -1,35 +1,54 @@
-"""Retrieve: dense + full-text (BM25) search fused by reciprocal rank, with a "not found" threshold.
+"""Retrieve: dense + full-text (BM25) search, fused by their scores with query-dependent weights, and
+a "not found" decision from the collection's calibrated similarity threshold.
 
-Reciprocal rank fusion (Cormack et al., 2009) adds 1 / (rrf_k + rank) over the two rankings, so it
-needs no score calibration between cosine similarity and BM25. Ranks say nothing about whether the
-best passage is relevant at all, so the threshold is applied to the dense cosine similarity, which is
-absolute: when the best passage's similarity is below ``score_threshold`` the answer is "not found in
+Why not plain reciprocal rank fusion: ranks drop how sure each list is. A three-note KB asked "When
+does the canteen open?" shows it: dense ranks the (Chinese) canteen note first by a wide margin
+(0.215 against 0.045), full text matches only "open" in an English note, and equal-weight RRF puts
+the canteen third. So each list is scaled to 0..1 by its own scores (dense: from the weakest
+candidate's similarity to the best's; BM25: divided by the best), and the full-text list is weighted
+by how strong its best match is for this query:
+
+  text weight = strength × language agreement
+  strength    = best BM25 score / the score of a passage holding every query token once (each at the
+                rarest possible document frequency), capped at 1: matching one common word of a
+                five-word question is weak evidence, matching them all is strong
+  agreement   = 1 − 0.75 × |CJK share of the query − CJK share of the collection's passages|:
+                a Chinese question against English passages leans on the (cross-lingual) dense list
+
+The fused score is (dense part + text weight × text part) / (1 + text weight), 1 = first in both.
+``hearth kb search --explain`` prints both lists, their scores, the weights and the fused order.
+
+"Not found": the best passage's dense cosine similarity below the collection's threshold (calibrated
+at ingest, see ``calibrate.py``; ``kb.score_threshold`` overrides it) means the answer is "not found in
 the knowledge base" instead of an unrelated passage.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from hearth.config import KBSettings, settings
+from hearth.config import KBSettings, Settings
 from hearth.errors import KBError
-from hearth.kb.fulltext import tokenize
-from hearth.kb.store import Filter, VectorStore
+from hearth.kb.fulltext import query_tokens
+from hearth.kb.store import Filter, Hit, VectorStore
+from hearth.text import cjk_share
 
 Mode = Literal["hybrid", "dense", "text"]
 NOT_FOUND = "not found in the knowledge base"
+LANGUAGE_PULL = 0.75  # how far a full language mismatch lowers the full-text weight (1 = to zero)
 
 
 @dataclass
 class Result:
     text: str
-    score: float  # fused score scaled to 0..1 (1 = first in both rankings); dense/text modes: that engine's score
+    score: float  # fused score in 0..1 (1 = first in both lists); dense/text modes: that engine's score
     source: str
     title: str
     headings: list[str]
@@ -48,6 +67,20 @@ class SearchResult:
     found: bool = True
     message: str = ""
     seconds: float = 0.0
+    threshold: float = 0.0  # the dense similarity a passage needed (0 = no threshold)
+    top_similarity: float | None = None  # the best dense similarity among the candidates
+    explain: dict[str, Any] | None = None  # both lists, weights and fused order (``explain=True``)
+
+
+@dataclass
+class Fusion:
+    """The fused order and why: the weights ``explain`` shows."""
+
+    order: list[tuple[str, float]]  # (chunk id, fused score), best first
+    parts: dict[str, tuple[float, float]]  # chunk id → (dense part, text part), each 0..1
+    text_weight: float
+    strength: float
+    agreement: float
 
 
 @functools.cache
@@ -55,13 +88,39 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-search")
 
 
-def rrf(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
-    """Reciprocal rank fusion: id → sum of 1 / (k + rank) over the rankings (ranks from 1)."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return scores
+def bm25_ceiling(n_tokens: int, n_rows: int) -> float:
+    """BM25 of a passage of average length holding each of ``n_tokens`` query tokens once, every token
+    found in one passage only (the highest IDF): ``n_tokens × ln(1 + (N − 0.5) / 1.5)``."""
+    return max(1e-9, n_tokens * math.log(1.0 + (max(n_rows, 1) - 0.5) / 1.5))
+
+
+def fuse(
+    dense: list[Hit],
+    text: list[Hit],
+    *,
+    n_tokens: int,
+    n_rows: int,
+    query_cjk: float,
+    corpus_cjk: float | None,
+) -> Fusion:
+    """Score-aware fusion of the two candidate lists (see the module docstring)."""
+    parts: dict[str, list[float]] = {}
+    if dense:
+        top, floor = dense[0].score, dense[-1].score if len(dense) > 1 else 0.0
+        span = top - floor
+        for h in dense:
+            parts.setdefault(h.id, [0.0, 0.0])[0] = 1.0 if span <= 1e-9 else max(0.0, (h.score - floor) / span)
+    strength = agreement = 0.0
+    if text and text[0].score > 0:
+        best = text[0].score
+        strength = min(1.0, best / bm25_ceiling(n_tokens, n_rows))
+        agreement = 1.0 if corpus_cjk is None else 1.0 - LANGUAGE_PULL * abs(query_cjk - corpus_cjk)
+        for h in text:
+            parts.setdefault(h.id, [0.0, 0.0])[1] = max(0.0, h.score / best)
+    weight = strength * agreement
+    scored = {i: (d + weight * t) / (1.0 + weight) for i, (d, t) in parts.items()}
+    order = sorted(scored.items(), key=lambda kv: -kv[1])
+    return Fusion(order, {i: (p[0], p[1]) for i, p in parts.items()}, weight, strength, agreement)
 
 
 def check_query(query: str, cfg: KBSettings) -> str:
@@ -81,27 +140,37 @@ def search(
     query: str,
     k: int | None = None,
     *,
+    settings: Settings,
     filters: Filter | None = None,
     mode: Mode = "hybrid",
     threshold: float | None = None,
+    explain: bool = False,
 ) -> SearchResult:
-    """Search collection ``name``; the library entry point for the CLI, HTTP API and chat engine."""
-    from hearth.kb.collection import open_collection
+    """Search collection ``name``; the library entry point for the CLI, HTTP API and chat engine.
 
-    return search_collection(open_collection(name), query, k, filters=filters, mode=mode, threshold=threshold)
+    ``threshold``: None = the collection's own (``collection.threshold``), 0 = off. The collection
+    stays open in the process between calls (``collection.opened``)."""
+    from hearth.kb.collection import opened
+
+    return search_collection(
+        opened(name, settings), query, k, filters=filters, mode=mode, threshold=threshold, explain=explain
+    )
 
 
 def search_collection(
-    coll,
+    coll: Any,
     query: str,
     k: int | None = None,
     *,
     filters: Filter | None = None,
     mode: Mode = "hybrid",
     threshold: float | None = None,
-    cfg: KBSettings | None = None,
-) -> SearchResult:  # type: ignore[no-untyped-def]
-    cfg = cfg or settings().kb
+    explain: bool = False,
+) -> SearchResult:
+    """``search`` on an open collection (opened with settings)."""
+    from hearth.kb import calibrate
+
+    cfg = coll.settings.kb
     t0 = time.perf_counter()
     query = check_query(query, cfg)
     k = k or cfg.top_k
@@ -109,11 +178,26 @@ def search_collection(
         raise KBError(f"k must be at least 1 (got {k})", "ask for one or more passages")
     if mode not in ("hybrid", "dense", "text"):
         raise KBError(f"unknown search mode '{mode}'", "use hybrid, dense or text")
-    threshold = cfg.score_threshold if threshold is None else threshold
+    cal = calibrate.read(coll)
+    if threshold is None:
+        threshold = calibrate.threshold_of(coll, cfg, cal)
     vector = coll.embedder.embed([query], kind="query")[0] if mode in ("hybrid", "dense") else None
-    tokens = tokenize(query) if mode in ("hybrid", "text") else None
-    result = rank(coll.store, vector, tokens, k, filters=filters, threshold=threshold, cfg=cfg)
+    tokens = query_tokens(query) if mode in ("hybrid", "text") else None
+    result = rank(
+        coll.store,
+        vector,
+        " ".join(tokens) if tokens is not None else None,
+        k,
+        filters=filters,
+        threshold=threshold,
+        cfg=cfg,
+        query_cjk=cjk_share(query),
+        corpus_cjk=cal.cjk_share if cal else None,
+        explain=explain,
+    )
     result.query = query
+    if result.explain is not None:
+        result.explain["query_tokens"] = tokens or []
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -127,6 +211,9 @@ def rank(
     filters: Filter | None,
     threshold: float,
     cfg: KBSettings,
+    query_cjk: float = 0.0,
+    corpus_cjk: float | None = None,
+    explain: bool = False,
 ) -> SearchResult:
     """The store-side half of a search: dense (``vector``) and/or full-text (``tokens``) candidates,
     fused, thresholded, and only the k kept passages read in full. ``bench/kb.py`` times this."""
@@ -144,16 +231,25 @@ def rank(
     sims = {h.id: h.score for h in dense}
     bm25 = {h.id: h.score for h in text}
     by_id = {h.id: h for h in text} | {h.id: h for h in dense}
+    fusion = None
     if mode == "hybrid":
-        fused = rrf([[h.id for h in dense], [h.id for h in text]], cfg.rrf_k)
-        best = 2.0 / (cfg.rrf_k + 1)  # first in both rankings
-        ranked = sorted(fused.items(), key=lambda kv: -kv[1])
-        scored = [(i, s / best) for i, s in ranked]
+        fusion = fuse(
+            dense,
+            text,
+            n_tokens=len(tokens.split()) if tokens else 0,
+            n_rows=store.count() if text else 0,
+            query_cjk=query_cjk,
+            corpus_cjk=corpus_cjk,
+        )
+        scored = fusion.order
     else:
         scored = [(h.id, h.score) for h in (dense or text)]
 
-    result = SearchResult(query="", mode=mode)
+    result = SearchResult(query="", mode=mode, threshold=threshold if mode != "text" else 0.0)
+    if explain:
+        result.explain = _explain(store, dense, text, fusion)
     top_similarity = max(sims.values(), default=None)
+    result.top_similarity = top_similarity
     if threshold > 0 and mode != "text" and (top_similarity is None or top_similarity < threshold):
         result.found = False
         result.message = NOT_FOUND
@@ -190,3 +286,38 @@ def rank(
         result.found = False
         result.message = NOT_FOUND
     return result
+
+
+def _explain(store: VectorStore, dense: list[Hit], text: list[Hit], fusion: Fusion | None, show: int = 10) -> dict:
+    """Both candidate lists (top ``show`` of each, with sources), the weights and the fused order."""
+    wanted = {h.id: h for h in dense[:show] + text[:show]}
+    if fusion is not None:
+        wanted |= {i: next(h for h in dense + text if h.id == i) for i, _ in fusion.order[:show]}
+    full = {h.id: h for h in store.fill(list(wanted.values()))}
+
+    def where(i: str) -> str:
+        h = full.get(i)
+        return f"{h.source}#{h.chunk_index}" if h is not None else i
+
+    out: dict[str, Any] = {
+        "dense": [{"id": h.id, "where": where(h.id), "similarity": round(h.score, 4)} for h in dense[:show]],
+        "text": [{"id": h.id, "where": where(h.id), "bm25": round(h.score, 3)} for h in text[:show]],
+    }
+    if fusion is not None:
+        out["weights"] = {
+            "dense": 1.0,
+            "text": round(fusion.text_weight, 3),
+            "text_strength": round(fusion.strength, 3),
+            "language_agreement": round(fusion.agreement, 3),
+        }
+        out["fused"] = [
+            {
+                "id": i,
+                "where": where(i),
+                "score": round(s, 4),
+                "dense_part": round(fusion.parts[i][0], 3),
+                "text_part": round(fusion.parts[i][1], 3),
+            }
+            for i, s in fusion.order[:show]
+        ]
+    return out

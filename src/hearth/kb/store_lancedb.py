@@ -184,6 +184,10 @@ class LanceStore:
     def count(self) -> int:
         return int(self._table.count_rows())
 
+    def fragments(self) -> int:
+        """Data fragments of the table: each ``add`` makes one until ``optimize`` compacts them."""
+        return int(self._table.stats()["fragment_stats"]["num_fragments"])
+
 
 def _hit(r: dict, score: float, light: bool = False) -> Hit:
     if light:

