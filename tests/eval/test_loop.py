@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
+    from hearth import config
     from hearth.eval.loop import load_config, run_loop
     from hearth.models.catalog import list_models
 
@@ -50,6 +51,7 @@ def test_loop_end_to_end(home: Path, tmp_path: Path) -> None:
 
     # registered: `hearth serve` lists the adapter as a model
     assert result.adapter == "ci-faq"
-    assert any(m.kind == "adapter" and m.id == "smollm2+ci-faq" for m in list_models())  # its loadable name
+    listed = list_models(config.Settings())
+    assert any(m.kind == "adapter" and m.id == "smollm2+ci-faq" for m in listed)  # its loadable name
     for f in ("report.md", "report.html", "plots/contains_fact.png", "plots/groups.png"):
         assert (tmp_path / "report" / f).is_file(), f
