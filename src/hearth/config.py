@@ -113,6 +113,10 @@ class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="address to bind; anything but loopback should have API keys on")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     require_keys: bool = Field(False, description="demand an API key on every endpoint")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API, e.g. http://localhost:5173 (empty = CORS off; '*' = any)",
+    )
 
 
 class Settings(Section):

@@ -187,6 +187,18 @@ def create_app(
 
         app = web.mount(app)
     app.add_middleware(KeyMiddleware, required=settings.server.require_keys)
+    if settings.server.cors_origins:
+        # Outside the key check: a browser's preflight carries no key and must still be answered.
+        # The real request after it needs a key as any other (sent as a header, so no credentials mode).
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
     return app
 
 
