@@ -15,6 +15,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from hearth.access import LOCAL, Principal
+from hearth.text import has_cjk
 
 if TYPE_CHECKING:
     from hearth.config import Settings
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 NOT_FOUND_EN = "I could not find this in the knowledge base, so I won't guess."
 NOT_FOUND_ZH = "知识库中没有找到相关内容，我不作猜测。"
 SOURCES_HEADER = "\n\nSources:\n"
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @dataclass
@@ -159,7 +159,7 @@ def grounded_question(question: str, passages: Sequence[Passage]) -> str:
 
 
 def not_found_message(question: str) -> str:
-    return NOT_FOUND_ZH if _CJK.search(question) else NOT_FOUND_EN
+    return NOT_FOUND_ZH if has_cjk(question) else NOT_FOUND_EN
 
 
 def cited_numbers(answer: str, n_passages: int) -> list[int]:

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from hearth.eval.retrieval import language, source_matches
+from hearth.text import CJK_LETTERS
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # A token is a run of letters/digits (with inner . , - : @ kept, so 2.6, 0441-7730 and e-mail addresses
 # stay whole) or one CJK character.
-_W = r"[^\W_\u3400-\u9fff\uf900-\ufaff]+"  # letters and digits, but not CJK characters
-_TOKEN = re.compile(rf"[\u3400-\u9fff\uf900-\ufaff]|{_W}(?:[.,:@'\-]{_W})*")
+_W = rf"[^\W_{CJK_LETTERS}]+"  # letters and digits, but not CJK characters
+_TOKEN = re.compile(rf"[{CJK_LETTERS}]|{_W}(?:[.,:@'\-]{_W})*")
 _ARTICLES = {"a", "an", "the"}
 # Words that carry no fact: a gold answer's key tokens are what remains after these and the question's words.
 _STOP = _ARTICLES | {
@@ -220,7 +220,3 @@ def mean_by(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str,
         if values:
             out[m] = sum(values) / len(values)
     return out
-
-
-def has_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
