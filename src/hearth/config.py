@@ -113,10 +113,35 @@ class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="address to bind; anything but loopback should have API keys on")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     require_keys: bool = Field(False, description="demand an API key on every endpoint")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="host names the server answers to besides localhost and IP addresses, e.g. hearth.lan "
+        "('*' = any; a name not listed is refused, which stops DNS-rebinding pages)",
+    )
+    max_body_mb: float = Field(8.0, gt=0, description="largest request body (JSON) in MB; larger ones get 413")
+    max_upload_mb: float = Field(200.0, gt=0, description="largest multipart upload request in MB (all its files)")
+    max_embedding_inputs: int = Field(2048, ge=1, description="most inputs in one /v1/embeddings request")
+    max_embedding_tokens: int = Field(300_000, ge=1, description="most tokens in one /v1/embeddings request")
+    max_top_k: int = Field(50, ge=1, description="most passages one request may ask the knowledge base for")
+    max_schema_bytes: int = Field(
+        65_536, ge=1, description="largest JSON schema (response_format, tool parameters) a client may send"
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the API, e.g. http://localhost:5173 (empty = CORS off; '*' = any)",
     )
+
+
+class EngineSettings(Section):
+    local: Literal["auto", "llamacpp", "torch"] = Field(
+        "auto", description="engine for GGUF models: auto = llama.cpp when llama-server is built, else torch"
+    )
+    binary: str | None = Field(None, description="path to llama-server (empty = the one `make setup` built)")
+    slots: int = Field(8, ge=1, le=256, description="requests one engine decodes together (llama-server -np)")
+    context: int = Field(4096, ge=256, description="tokens per slot: prompt + answer (-c is slots × context)")
+    threads: int | None = Field(None, ge=1, description="llama-server threads (empty = all cores)")
+    idle_stop: float = Field(900.0, ge=0, description="seconds without requests before an engine stops (0 = never)")
+    start_timeout: float = Field(120.0, gt=0, description="seconds an engine may take to load its model")
 
 
 class Settings(Section):
@@ -129,6 +154,7 @@ class Settings(Section):
         None, ge=1, description="torch threads for local decoding (empty = measured default, see README)"
     )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     backends: dict[str, RemoteBackend] = Field(
         default_factory=dict, description="remote OpenAI-compatible servers by name"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from hearth import __version__, config
 from hearth.access import LOCAL, Principal
+from hearth.errors import HearthError
 
 INSTRUCTIONS = (
     "Hearth's knowledge base. Use kb_search to find passages (each with its source, heading path and page), "
@@ -207,12 +208,29 @@ def build_server(
 def _server_class() -> type:
     """The SDK's ``MCPServer``, telling every tool call and resource read who sent it (``caller()``)."""
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import (
+        ResourceError,
+        ToolError,
+        UnexpectedResourceError,
+        UnexpectedToolError,
+    )
+
+    def _said(exc: Exception) -> str:
+        """A HearthError's words (message and hint) for the client; the SDK would hide them as unexpected."""
+        cause = exc.__cause__
+        if not isinstance(cause, HearthError):
+            return ""
+        return f"{cause.message} (hint: {cause.hint})" if cause.hint else cause.message
 
     class _Server(MCPServer):
         async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
             token = _caller.set(_principal_of_context(context))
             try:
                 return await super().call_tool(name, arguments, context)
+            except UnexpectedToolError as exc:
+                if not (said := _said(exc)):
+                    raise
+                raise ToolError(said) from exc.__cause__
             finally:
                 _caller.reset(token)
 
@@ -220,6 +238,10 @@ def _server_class() -> type:
             token = _caller.set(_principal_of_context(context))
             try:
                 return await super().read_resource(uri, context)
+            except UnexpectedResourceError as exc:
+                if not (said := _said(exc)):
+                    raise
+                raise ResourceError(said) from exc.__cause__
             finally:
                 _caller.reset(token)
 

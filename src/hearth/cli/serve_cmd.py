@@ -46,7 +46,10 @@ def serve(
         settings.server.require_keys = keys
     bind = settings.server.host
     if settings.server.require_keys and not api_keys.load_keys():
-        err.print("[yellow]warning:[/] keys are required but none exist: create one with `hearth keys create NAME`")
+        # A first start with keys required (a container has no shell to run `hearth keys create` in):
+        # make an admin key and show it once, in the log; later starts find it in keys.json.
+        secret = api_keys.create_key("admin")
+        typer.echo(f"Keys are required and none existed: created admin key 'admin' (shown once): {secret}", err=True)
     if not server.is_loopback(bind) and not settings.server.require_keys:
         err.print(
             f"[bold yellow]warning:[/] binding to {bind} without API keys: anyone who can reach this machine "
@@ -59,13 +62,21 @@ def serve(
 
 def keys_create(
     name: str = typer.Argument(help="who or what the key is for"),
-    kb: str = typer.Option("", "--kb", help="limit the key to these knowledge bases (comma-separated)"),
+    kb: str = typer.Option("", "--kb", help="limit the key to these knowledge bases (comma-separated); never admin"),
+    admin: bool | None = typer.Option(
+        None,
+        "--admin/--user",
+        help="admin: everything, like the CLI (the default without --kb); user: chat and every knowledge base, "
+        "but no training, settings, inspector or other keys' jobs",
+    ),
 ) -> None:
-    """Create a key and print it once (only its sha256 is stored)."""
+    """Create a key and print it once (only its sha256 is stored). Without --kb it is an admin key."""
     from hearth.serve import keys as api_keys
 
-    secret = api_keys.create_key(name, [k.strip() for k in kb.split(",") if k.strip()] or None)
-    err.print(f"Created key '{name}'. Copy it now: it is not stored and cannot be shown again.")
+    kbs = [k.strip() for k in kb.split(",") if k.strip()] or None
+    secret = api_keys.create_key(name, kbs, admin=admin)
+    role = "admin" if kbs is None and admin is not False else "scoped" if kbs else "user"
+    err.print(f"Created {role} key '{name}'. Copy it now: it is not stored and cannot be shown again.")
     print(secret)
 
 
@@ -77,10 +88,11 @@ def keys_list() -> None:
 
     from hearth.serve import keys as api_keys
 
-    table = Table("name", "knowledge bases", "created")
+    table = Table("name", "role", "knowledge bases", "created")
     for key in api_keys.load_keys():
         when = datetime.datetime.fromtimestamp(key.created).isoformat(timespec="seconds")
-        table.add_row(key.name, ", ".join(key.kbs) if key.kbs else "all", when)
+        role = "admin" if key.is_admin else "user"
+        table.add_row(key.name, role, ", ".join(key.kbs) if key.kbs else "all", when)
     out.print(table)
 
 

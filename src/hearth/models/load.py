@@ -8,12 +8,18 @@ A model name is one of:
 - ``remote:<backend>`` — a server from ``hearth.yaml`` (handled by ``backends``, not loaded here);
 - ``base+adapter`` — a base model above with a fine-tuned adapter from ``$HEARTH_HOME/adapters/`` on top;
 - a from-scratch training run: ``runs/<id>``, its id, or its folder (loaded by ``hearth.scratch.load_run``).
+
+A plain name that is registered under ``$HEARTH_HOME`` means the registered model even when a file of
+that name sits in the current folder. Paths are for the CLI (it runs as the user); over HTTP,
+``catalog.resolve_for_http`` lets only registered names through. Converting a GGUF file never replaces
+a model folder that holds something else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -70,10 +76,13 @@ def resolve(name: str) -> ModelRef:
         return dataclasses.replace(resolve(pair[0]), adapter=adapters.find(pair[1]))
     from hearth.scratch.load import find_run
 
-    if (run := find_run(name)) is not None:
+    registered = paths.models_dir() / name
+    if is_plain_name(name) and registered.is_dir():
+        candidate = registered
+    elif (run := find_run(name)) is not None:
         return ModelRef(name=name, kind="scratch", path=run)
-
-    candidate = Path(name).expanduser()
+    else:
+        candidate = Path(name).expanduser()
     if not candidate.exists():
         under_models = paths.models_dir() / name
         if under_models.is_dir():
@@ -109,6 +118,14 @@ def resolve(name: str) -> ModelRef:
     )
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_plain_name(name: str) -> bool:
+    """A registry name (letters, digits, ``.``, ``_``, ``-``; no separators, not ``.``-led): never a path."""
+    return PLAIN_NAME.fullmatch(name) is not None and ".." not in name
+
+
 def hf_dir(ref: ModelRef) -> Path:
     """A Hugging Face-format directory for a local ref, converting a GGUF file once if needed."""
     if ref.kind == "remote" or ref.path is None:
@@ -126,7 +143,22 @@ def hf_dir(ref: ModelRef) -> Path:
     with FileLock(str(target.with_name(f".{target.name}.lock"))):
         if _converted_from(target) == _fingerprint(ref.path):
             return target
+        _check_replaceable(target, ref.path, bundled=ref.name == bundled.NAME)
         return convert_gguf(ref.path, target)
+
+
+def _check_replaceable(target: Path, source: Path, bundled: bool) -> None:
+    """A conversion may replace only its own stale output (same source file, or the bundled model's
+    folder): a folder the user installed, or another file's conversion, is never deleted."""
+    if not target.exists():
+        return
+    earlier = _converted_from(target)
+    if earlier is not None and (bundled or earlier.get("source") == str(source)):
+        return
+    raise ModelError(
+        f"converting {source.name} would replace the model folder models/{target.name}, which holds another model",
+        f"rename the .gguf file (its name becomes the folder's), or move models/{target.name} away",
+    )
 
 
 def convert_gguf(source: Path, target: Path) -> Path:

@@ -14,16 +14,17 @@ import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hearth import __version__, config
-from hearth.serve import errors, keys
+from hearth.access import LOCAL, Principal
+from hearth.serve import errors, guard, keys
 from hearth.serve.queue import GenerationQueue
 
 # Gradio must not phone home (analytics, version check) — set before it is imported anywhere.
@@ -33,6 +34,7 @@ log = logging.getLogger("hearth.serve")
 
 COOKIE = "hearth_key"
 PUBLIC = ("/health", "/login")  # reachable without a key: probes and the page that asks for one
+NOBODY = Principal("anonymous", admin=False, kbs=frozenset())  # who calls PUBLIC paths without a key
 
 
 def is_loopback(host: str) -> bool:
@@ -45,7 +47,8 @@ def is_loopback(host: str) -> bool:
 
 
 def key_from_scope(scope: Scope) -> str | None:
-    """The key a request carries: ``Authorization: Bearer``, ``X-API-Key``, the UI's cookie, or ``?key=``."""
+    """The key a request carries: ``Authorization: Bearer``, ``X-API-Key`` or the UI's cookie (never the
+    URL: ``guard`` refuses keys there)."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -53,17 +56,18 @@ def key_from_scope(scope: Scope) -> str | None:
     if headers.get("x-api-key"):
         return headers["x-api-key"].strip()
     if "cookie" in headers:
-        jar = SimpleCookie()
-        jar.load(headers["cookie"])
+        jar: SimpleCookie = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            jar.load(headers["cookie"])
         if COOKIE in jar:
             return jar[COOKIE].value
-    query = parse_qs(scope.get("query_string", b"").decode())
-    return (query.get("key") or [None])[0]
+    return None
 
 
 class KeyMiddleware:
-    """Every request but PUBLIC ones needs a valid key; the key (its name and kb limits) goes into
-    ``scope["state"]["api_key"]`` for handlers to read."""
+    """Resolves the request's key once into an ``access.Principal`` in ``scope["state"]["principal"]``
+    (what ``access.of_request`` reads on every surface). With keys required, every request but PUBLIC
+    ones needs a valid key; with keys off, every caller is the server's owner (``LOCAL``)."""
 
     def __init__(self, app: ASGIApp, required: bool) -> None:
         self.app = app
@@ -73,30 +77,27 @@ class KeyMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})
-        secret = key_from_scope(scope)
-        path = scope.get("path", "")
-        if not self.required and not secret:
-            scope["state"]["api_key"] = None
+        state = scope.setdefault("state", {})
+        if not self.required:  # clients send placeholder keys ("sk-none") to open servers: ignore them
+            state["principal"] = LOCAL
             await self.app(scope, receive, send)
             return
         try:
-            scope["state"]["api_key"] = keys.check_key(secret)
+            state["principal"] = keys.principal(key_from_scope(scope))
         except keys.AuthError as exc:
-            if not self.required:  # keys off: clients send placeholder keys ("sk-none"); ignore them
-                scope["state"]["api_key"] = None
+            path = scope.get("path", "")
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            if path in PUBLIC:
+                state["principal"] = NOBODY  # the sign-in page and probes touch nothing
                 await self.app(scope, receive, send)
                 return
-            if path.startswith(PUBLIC) or scope["type"] != "http":
-                if scope["type"] == "http":
-                    await self.app(scope, receive, send)
-                return
-            if path.startswith("/ui"):
-                response: Any = RedirectResponse(f"/login?next={path}", status_code=303)
+            response: Any
+            if path == "/ui" or path.startswith("/ui/"):
+                response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             else:
                 data, status, _ = errors.from_exception(exc)
-                from fastapi.responses import JSONResponse
-
                 response = JSONResponse(data, status_code=status, headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
@@ -126,7 +127,7 @@ def create_app(
     from hearth.serve import hearth_api, openai_api
 
     settings = settings or config.settings()
-    mcp_app = _mcp_app() if mcp else None
+    mcp_app = _mcp_app(settings) if mcp else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +154,10 @@ def create_app(
     @app.get("/health", tags=["server"])
     async def health(request: Request) -> dict[str, Any]:
         q: GenerationQueue = request.app.state.queue
-        return {"status": "ok", "version": __version__, "model": settings.model, "queue": q.pending}
+        from hearth.models.backends import engine_info
+
+        info = {"status": "ok", "version": __version__, "model": settings.model, "queue": q.pending}
+        return {**info, "engine": engine_info(settings)}  # which engine serves the model, why, its processes
 
     @app.get("/metrics", tags=["server"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
@@ -187,6 +191,7 @@ def create_app(
 
         app = web.mount(app)
     app.add_middleware(KeyMiddleware, required=settings.server.require_keys)
+    app.add_middleware(guard.Guard, settings=settings)  # outside the key check: Host, Origin, URL keys, size
     if settings.server.cors_origins:
         # Outside the key check: a browser's preflight carries no key and must still be answered.
         # The real request after it needs a key as any other (sent as a header, so no credentials mode).
@@ -217,13 +222,13 @@ def start_demo_kb(jobs: Any) -> None:
     files = [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
     if not files:
         return
-    create(DEMO_KB)
+    create(DEMO_KB, settings=config.settings())
     start_ingest(jobs, DEMO_KB, list(files))
     log.info("ingesting %d docs into the demo knowledge base '%s'", len(files), DEMO_KB)
 
 
-def _mcp_app() -> Any:
+def _mcp_app(settings: config.Settings) -> Any:
     """The agent's MCP server as a streamable-HTTP ASGI app, to mount at /mcp."""
     from hearth.agent import mcp_server
 
-    return mcp_server.http_app()
+    return mcp_server.http_app(settings, behind_guard=True)

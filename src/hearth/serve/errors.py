@@ -2,11 +2,19 @@
 
 FastAPI's own ``{"detail": ...}`` answers (validation, 404 routes, 405) are replaced too, so clients
 written for OpenAI (the SDK, LangChain) read our errors as they read theirs.
+
+Nothing about the server's disk leaves in an error: ``scrub`` turns the home folder into
+``$HEARTH_HOME`` and other absolute paths into their file names, and drops traceback lines; an
+unexpected exception is logged and answered with a plain "internal error".
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hearth import paths
 from hearth.errors import HearthError
 
 log = logging.getLogger("hearth.serve")
@@ -43,17 +52,42 @@ def response(
     return JSONResponse(body(message, status, code, param), status_code=status, headers=headers)
 
 
+# first folders of absolute paths that are file-system paths (routes like /v1/models are not among them)
+_ROOTS = {"home", "root", "tmp", "usr", "etc", "var", "opt", "srv", "mnt", "media", "work", "private", "Users", "nix"}
+_PATH = re.compile(r"(?<![\w.:/~$-])/([^\s/'\"`]+)((?:/[^\s/'\"`]*)*)")
+_TRACE = re.compile(r"^(Traceback \(most recent call last\):|\s+File \"|\s{4,}\S)")
+
+
+def scrub(text: str) -> str:
+    """``text`` without server paths or traceback lines, for an HTTP answer."""
+    if not text:
+        return text
+    home = str(paths.home())
+    text = text.replace(home, "$HEARTH_HOME")
+    roots = _ROOTS | {Path(p).parts[1] for p in (sys.prefix, Path.cwd(), Path.home(), tempfile.gettempdir())}
+
+    def short(m: re.Match[str]) -> str:
+        if m.group(1) not in roots:
+            return m.group(0)
+        return Path(m.group(0).rstrip("/.,")).name + m.group(0)[len(m.group(0).rstrip("/.,")) :]
+
+    text = text.replace("Traceback (most recent call last):", "")
+    lines = [line for line in text.splitlines() if not _TRACE.match(line)]
+    return _PATH.sub(short, "\n".join(lines)).strip()
+
+
 def from_exception(exc: BaseException) -> tuple[dict[str, Any], int, dict[str, str]]:
     """The OpenAI-shaped body, status and extra headers for any exception."""
     if isinstance(exc, HearthError):
         message = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
+        message = scrub(message)
         headers = {}
         retry = getattr(exc, "retry_after", None)
         if retry is not None:
             headers["Retry-After"] = str(retry)
         return body(message, exc.status, exc.code, getattr(exc, "param", None)), exc.status, headers
-    log.exception("unexpected error", exc_info=exc)
-    return body(f"internal error: {type(exc).__name__}: {exc}", 500, "internal_error"), 500, {}
+    log.error("unexpected error", exc_info=exc)  # the whole story goes to the log, none of it to the client
+    return body("internal error (the server's log has the details)", 500, "internal_error"), 500, {}
 
 
 def install(app: FastAPI) -> None:
@@ -77,7 +111,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        message = scrub(exc.detail if isinstance(exc.detail, str) else str(exc.detail))
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
         return response(message, exc.status_code, "http_error", headers=getattr(exc, "headers", None))

