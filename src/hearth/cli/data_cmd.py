@@ -19,15 +19,13 @@ def synth_cmd(
     max_pairs: int = typer.Option(None, "--max-pairs", help="stop after about this many pairs"),
 ) -> None:
     """Every pair keeps its source chunk; duplicates and weak pairs are dropped and counted."""
-    from rich.progress import Progress
-
     from hearth.data.synth import synthesize
     from hearth.errors import ConfigError
+    from hearth.progress import bar, counting
 
     if generator not in ("template", "model"):
         raise ConfigError(f"unknown generator '{generator}'", "use template or model")
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("chunks", total=None)
+    with bar("chunks") as on_event:
         report = synthesize(
             collection,
             out_file,
@@ -35,7 +33,7 @@ def synth_cmd(
             model=model,
             variants=variants,
             max_pairs=max_pairs,
-            on_progress=lambda i, n: bar.update(task, completed=i, total=n),
+            on_progress=counting(on_event),
         )
     c = report.counts()
     out.print(

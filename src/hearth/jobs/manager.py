@@ -10,6 +10,7 @@ how it started and where it is), and the manager forgets finished jobs beyond th
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
 import time
@@ -206,6 +207,16 @@ class JobManager:
         job.cancel()
         return job
 
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Cancel every running job and wait up to ``timeout`` seconds for them: a child process runs in
+        its own session, so without this it would go on training after the server has stopped."""
+        running = [j for j in self.list() if not j.ended]
+        for job in running:
+            job.cancel()
+        deadline = time.monotonic() + timeout
+        for job in running:
+            job.wait(max(0.0, deadline - time.monotonic()))
+
 
 _manager: JobManager | None = None
 
@@ -215,4 +226,5 @@ def manager() -> JobManager:
     global _manager
     if _manager is None:
         _manager = JobManager()
+        atexit.register(_manager.shutdown)
     return _manager

@@ -9,6 +9,11 @@ A run is one folder, ``$HEARTH_HOME/runs/<id>/``::
     events.out.tfevents  the same numbers for TensorBoard (``tensorboard --logdir runs/``)
     summary.json         final numbers (best val loss, test loss, tokens/s, ...)
     checkpoints/step-N/  model.safetensors, optimizer.pt, scheduler.pt, rng-rank<R>.pt, trainer_state.json
+    job.json, output.log, progress.jsonl   for a run started as a job: what the child process was asked
+                         to do, everything it printed, its progress events (``hearth.jobs.child``)
+
+A job's parent process creates the folder (``Run.create``: a fresh id even when several start in the
+same second) and hands it to the child, so the job knows which run it follows.
 
 Checkpoints are written into a hidden temp folder and renamed into place, so a crash or a kill while
 saving never leaves a half-written ``step-N``; only the last ``keep_last`` are kept. In a multi-process
