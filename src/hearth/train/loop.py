@@ -214,10 +214,8 @@ def train(
             load_weights(model, checkpoint / "model.safetensors", partial=trainable_only)
         model, optimizer = acc.prepare(model, optimizer)
         if checkpoint is not None:
-            optimizer.load_state_dict(
-                torch.load(checkpoint / "optimizer.pt", map_location=acc.device, weights_only=False)
-            )
-            scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
+            optimizer.load_state_dict(load_state(checkpoint / "optimizer.pt", map_location=acc.device))
+            scheduler.load_state_dict(load_state(checkpoint / "scheduler.pt"))
             state = TrainState(**json.loads((checkpoint / "trainer_state.json").read_text())["state"])
             run.truncate_metrics(state.step)  # points logged after the checkpoint will be logged again
             if run.writable:
@@ -229,7 +227,7 @@ def train(
         batches = iter(loader)
         if checkpoint is not None:
             # Restore the RNG *after* the iterator exists: the uninterrupted run drew nothing between here and its save.
-            _set_rng(torch.load(_rng_file(checkpoint, rank, world), weights_only=False))
+            _set_rng(load_state(_rng_file(checkpoint, rank, world)))
 
         def next_batch() -> dict[str, torch.Tensor]:
             nonlocal batches
@@ -474,6 +472,27 @@ def _get_rng() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
+
+
+def load_state(path: Path, map_location: Any = None) -> Any:
+    """A checkpoint's optimizer, scheduler or RNG state, loaded with ``weights_only=True``: a run folder
+    may come from anywhere, and a full pickle runs code on load. Only tensors, plain containers and
+    numpy's RNG state (what ``_get_rng`` saves) are let through; anything else is refused clearly."""
+    import pickle
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
+    numpy_rng = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), core.multiarray._reconstruct]
+    try:
+        with torch.serialization.safe_globals(numpy_rng):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainError(
+            f"{path.name} in checkpoint {path.parent.name} holds objects other than tensors and plain values, "
+            "so it is not loaded (unpickling them could run any code)",
+            "resume only from checkpoints Hearth wrote; otherwise start the run again",
+        ) from None
 
 
 def _set_rng(saved: dict[str, Any]) -> None:
