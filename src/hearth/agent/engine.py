@@ -31,7 +31,7 @@ from hearth.agent import rag, toolcall
 from hearth.agent.tools import Registry
 from hearth.config import GenerationSettings
 from hearth.errors import GenerationError, HearthError
-from hearth.models.generate import Delta, Usage
+from hearth.models.stream import Delta, Usage
 
 TOOL_CALL_TOKENS = 128  # the least a forced tool-call turn may use, whatever the answer's max_tokens
 
@@ -85,12 +85,15 @@ class Reply:
 
 def respond(request: ChatRequest, settings: config.Settings, principal: Principal = LOCAL) -> Reply:
     """Check ``request`` for ``principal`` and return the ``Reply`` that answers it."""
-    from hearth.models import backends, generate
+    from hearth.models import backends, stream
 
     kbs = principal.check_kbs(request.kb)
     msgs = [dict(m) for m in request.messages]
-    if not msgs or msgs[-1].get("role") != "user":
-        raise HearthError("the last message must be the user's", "send the question as a user message")
+    # the user asks; or a client sends back the results of the tool calls it was given (a round trip)
+    if not msgs or msgs[-1].get("role") not in ("user", "tool"):
+        raise HearthError(
+            "the last message must be the user's (or a tool's result)", "send the question as a user message"
+        )
     # Grounded and tool-using answers need the agent's instructions; a plain request is the caller's
     # conversation as it is (an API client's messages, a scratch model's prompt).
     if msgs[0].get("role") != "system" and (request.system or kbs or request.server_tools):
@@ -107,7 +110,7 @@ def respond(request: ChatRequest, settings: config.Settings, principal: Principa
     if model is None or isinstance(model, str):
         engine = {"engine": request.engine} if request.engine else {}
         model = backends.get_chat_model(model or settings.model, settings=settings, **engine)
-    params = request.params or generate.sampling(settings.generation)
+    params = request.params or stream.sampling(settings.generation)
     steps = request.max_steps or settings.agent.max_steps
 
     def run() -> Iterator[ChatDelta]:

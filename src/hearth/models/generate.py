@@ -8,75 +8,17 @@ Non-streaming answers are the joined stream, so the two can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from hearth.config import GenerationSettings
 from hearth.errors import GenerationError
+from hearth.models.stream import Completion, Delta, Usage, collect, sampling  # noqa: F401  (re-exported)
 
 # A logits processor: (token ids so far (1, T), next-token scores (1, V)) -> scores.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass
-class Delta:
-    """One piece of a streamed answer; the last one carries ``finish_reason`` ('stop' or 'length') and usage."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str
-    usage: Usage = field(default_factory=Usage)
-    tool_calls: list[dict[str, Any]] | None = None
-
-
-def sampling(base: GenerationSettings | None = None, **changes: Any) -> GenerationSettings:
-    """Sampling parameters = defaults (or ``base``) with ``changes`` (None values ignored), validated."""
-    data = (base or GenerationSettings()).model_dump()
-    data.update({k: v for k, v in changes.items() if v is not None})
-    try:
-        return GenerationSettings.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
-        )
-        raise GenerationError(
-            f"invalid sampling parameters: {problems}",
-            "temperature is 0–5 (0 = greedy), top_p is in (0, 1], top_k ≥ 0, max_tokens ≥ 1",
-        ) from None
-
-
-def collect(deltas: Iterable[Delta]) -> Completion:
-    parts: list[str] = []
-    last = Delta(finish_reason="stop")
-    calls: list[dict[str, Any]] | None = None
-    for delta in deltas:
-        parts.append(delta.text)
-        if delta.tool_calls:
-            calls = (calls or []) + delta.tool_calls
-        if delta.finish_reason is not None:
-            last = delta
-    return Completion("".join(parts), last.finish_reason or "stop", last.usage or Usage(), calls)
 
 
 # ---------------------------------------------------------------------------------------------

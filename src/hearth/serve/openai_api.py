@@ -25,8 +25,8 @@ from sse_starlette.sse import EventSourceResponse
 from hearth import access, config
 from hearth.agent.engine import ChatRequest, respond
 from hearth.errors import GenerationError, ModelNotFound
-from hearth.models import backends, catalog, generate
-from hearth.models.generate import Delta
+from hearth.models import backends, catalog, stream
+from hearth.models.stream import Delta
 from hearth.serve import errors
 from hearth.serve.queue import GenerationQueue
 
@@ -122,7 +122,7 @@ def sampling_for(req: ChatCompletionRequest, settings: config.Settings) -> confi
     if req.n != 1:
         raise GenerationError("n > 1 is not supported", "ask once per answer you want")
     stop = [req.stop] if isinstance(req.stop, str) else req.stop
-    return generate.sampling(
+    return stream.sampling(
         settings.generation,
         temperature=req.temperature,
         top_p=req.top_p,
@@ -143,8 +143,8 @@ def chat_model(name: str, settings: config.Settings) -> backends.ChatModel:
         raise
 
 
-def _usage(usage: generate.Usage | None) -> dict[str, int]:
-    usage = usage or generate.Usage()
+def _usage(usage: stream.Usage | None) -> dict[str, int]:
+    usage = usage or stream.Usage()
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -204,10 +204,10 @@ async def _complete(
 
     parts: list[Delta] = []
 
-    async def collect() -> generate.Completion:
+    async def collect() -> stream.Completion:
         async for d in deltas:
             parts.append(d)
-        return generate.collect(parts)
+        return stream.collect(parts)
 
     # A client that hangs up on a non-streamed answer frees the model too.
     task = asyncio.ensure_future(collect())
