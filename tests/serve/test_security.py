@@ -33,6 +33,7 @@ def server(serve_home: Path, server_cls: Any) -> Iterator[Any]:
     settings.server.require_keys = True
     settings.server.max_body_mb = 1
     settings.server.max_upload_mb = 2
+    settings.server.max_embedding_tokens = 2000
     docs = serve_home / "docs"
     docs.mkdir()
     for kb, text in (("public", PUBLIC), ("hr", SECRET)):
@@ -319,6 +320,32 @@ def test_oversized_mcp_request_is_refused(server: Any, admin: str) -> None:
         "params": {"name": "kb_add_text", "arguments": {"collection": "public", "title": "t", "text": "w" * 2_000_000}},
     }
     refused(httpx.post(server.url + "/mcp/", json=call, headers={**MCP_HEADERS, **bearer(admin)}), 413)
+
+
+def test_too_many_embedding_inputs_are_refused(server: Any, admin: str) -> None:
+    body = {"model": "usem3", "input": ["a few words"] * 3000}
+    error = refused(httpx.post(server.url + "/v1/embeddings", json=body, headers=bearer(admin)), 400)
+    assert error["code"] == "over_limit" and "max_embedding_inputs" in error["message"]
+
+
+def test_too_many_embedding_tokens_are_refused(server: Any, admin: str) -> None:
+    body = {"model": "usem3", "input": ["many different words in a rather long sentence " * 10] * 40}
+    error = refused(httpx.post(server.url + "/v1/embeddings", json=body, headers=bearer(admin)), 400)
+    assert "max_embedding_tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"timeout": 100_000},  # longer than the server's own timeout
+        {"hearth": {"kb": ["public"], "top_k": 1000}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": ["v" * 70_000]}}}},
+    ],
+)
+def test_chat_requests_over_the_limits_are_refused(server: Any, scoped: str, extra: dict[str, Any]) -> None:
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], **extra}
+    error = refused(httpx.post(server.url + "/v1/chat/completions", json=body, headers=bearer(scoped)), 400)
+    assert error["code"] == "over_limit"
 
 
 def test_search_k_over_the_limit_is_refused(server: Any, scoped: str) -> None:

