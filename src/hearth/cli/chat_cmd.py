@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -30,11 +31,15 @@ def register(app: typer.Typer) -> None:
             None, "--kb", help="answer from this knowledge-base collection, citing sources (repeatable)"
         ),
         tools: bool = typer.Option(False, "--tools", help="let the model call tools (built-ins and mcp_servers)"),
+        local: bool = typer.Option(
+            False, "--local", help="answer in this process even when a `hearth serve` is running (default: use it)"
+        ),
     ) -> None:
         """Chat with a model, streaming tokens as they come."""
         from hearth import config
         from hearth.agent.engine import ChatRequest, Conversation
-        from hearth.models import generate
+        from hearth.cli import via_server
+        from hearth.models import stream as generate
 
         settings = config.settings()
         params = generate.sampling(
@@ -49,7 +54,12 @@ def register(app: typer.Typer) -> None:
         )
         messages = [{"role": "system", "content": system}] if system else []
         request = ChatRequest(messages, model=model, engine=engine, params=params, kb=kb or [], server_tools=tools)
-        conversation = Conversation(request, settings)
+        # A running server has the model loaded already: ask it, unless the request needs this process
+        # (a path on this machine, tools run here, a chosen engine) or --local says so.
+        url = None if local or not via_server.can_serve(request) else via_server.running_server(settings)
+        conversation: Any = (
+            via_server.ServerConversation(url, request, settings) if url else Conversation(request, settings)
+        )
         console = Console()
 
         def answer(text: str) -> None:
