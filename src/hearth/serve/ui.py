@@ -200,7 +200,7 @@ def kb_upload(app: FastAPI, name: str, files: list[str] | None, request: gr.Requ
         for path in files:
             with open(path, "rb") as fh:
                 saved.append(save_upload(name, os.path.basename(path), fh.read()))
-        job = start_ingest(manager(), name, saved, principal(request).name)
+        job = start_ingest(manager(), name, saved, principal(request).name, settings=app.state.settings)
     except HearthError as exc:
         raise _fail(exc) from None
     lines: list[str] = []
