@@ -23,7 +23,7 @@ def tiny(arch: str = "transformer", **kw: object) -> ModelConfig:
     return ModelConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm", "cnn"])
+@pytest.mark.parametrize("arch", ["transformer", "lstm", "cnn", "mamba", "rwkv"])
 def test_future_tokens_do_not_change_earlier_logits(arch: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny(arch)).eval()

@@ -33,6 +33,9 @@ ROLES = [
     "mlp.W1",
     "mlp.W2",
     "mlp.W3",
+    "ssm (Mamba)",
+    "time-mix (RWKV)",
+    "channel-mix (RWKV)",
     "norms",
     "output head",
     "other",
@@ -46,6 +49,10 @@ _RULES: list[tuple[str, str]] = [
         r"(embed_tokens|wte|wpe|tok_emb|pos_emb|token_embd|position_embd|embeddings?|word_embeddings)(\.|$)",
         "embeddings",
     ),
+    # Hearth's Mamba and RWKV (before the attention rules: RWKV's key/value/receptance are not attention's).
+    (r"\.mixer\.", "ssm (Mamba)"),
+    (r"\.time_mix\.", "time-mix (RWKV)"),
+    (r"\.channel_mix\.", "channel-mix (RWKV)"),
     (r"(q_proj|\.Wq|attn_q|\.query|\.wq)(\.|$)", "attention.Wq"),
     (r"(k_proj|\.Wk|attn_k|\.key|\.wk)(\.|$)", "attention.Wk"),
     (r"(v_proj|\.Wv|attn_v|\.value|\.wv)(\.|$)", "attention.Wv"),
@@ -54,7 +61,7 @@ _RULES: list[tuple[str, str]] = [
     (r"(gate_proj|ffn_gate|\.w1|\.W1|c_fc|fc1|dense_h_to_4h|fc_in)(\.|$)", "mlp.W1"),
     (r"(down_proj|ffn_down|\.w2|\.W2|mlp\.c_proj|fc2|dense_4h_to_h|fc_out)(\.|$)", "mlp.W2"),
     (r"(up_proj|ffn_up|\.w3|\.W3)(\.|$)", "mlp.W3"),
-    (r"(norm|ln_|layernorm|LayerNorm|\.ln\d*\.|ln_f)", "norms"),
+    (r"(norm|ln_|layernorm|LayerNorm|(^|\.)ln\d*\.|ln_f)", "norms"),
 ]
 
 

@@ -1,21 +1,25 @@
 """The from-scratch language models: a decoder-only Transformer, and the LSTM and CNN it is compared with.
 
+(Mamba and RWKV, the post-Transformer pair, live in ``mamba.py`` and ``rwkv.py`` and build on the classes here.)
+
 One readable file in the spirit of nanoGPT. The Transformer's parameters carry the names a learner meets
 in the textbook: ``token_embedding``, ``position_embedding``, per layer ``attn.Wq/Wk/Wv/Wo`` (multi-head
 causal self-attention) and ``ffn.W1/W2`` (the feed-forward network), ``ln1/ln2`` (LayerNorm), ``ln_f`` and
 ``head`` (the output layer that scores every vocabulary token).
 
-All three models follow Hugging Face's calling convention so the one training loop and the one generation
+All five models follow Hugging Face's calling convention so the one training loop and the one generation
 path serve them unchanged: ``model(input_ids, labels=None, attention_mask=None)`` returns an object with
 ``.logits`` (batch, time, vocab) and ``.loss`` (mean cross-entropy of predicting token t+1 from tokens ≤ t;
 labels equal to -100 are ignored), and ``model.config.block_size`` is the longest context it can read.
+The recurrent ones (LSTM, Mamba, RWKV) also take ``use_cache=True`` / ``cache=``: the output's ``.cache`` is
+their state after the last token, and a call with it continues from there at a constant cost per token.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +31,21 @@ from hearth.errors import ConfigError
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (Hugging Face's convention)
 
+# Every architecture, with the one-line reason it is here (the seed's table of eras).
+ARCH_NAMES = {
+    "transformer": "attention over the whole context (2017–)",
+    "lstm": "a gated recurrent network (1997–2017)",
+    "cnn": "dilated causal convolutions (2016–2017)",
+    "mamba": "a selective state-space model (2023–)",
+    "rwkv": "a linear-attention RNN with learned decay (2023–)",
+}
+
 
 class ModelConfig(Section):
     """The ``model:`` section of a from-scratch recipe."""
 
-    arch: Literal["transformer", "lstm", "cnn"] = Field(
-        "transformer", description="which network: transformer, lstm or cnn (same loop, same data)"
+    arch: Literal["transformer", "lstm", "cnn", "mamba", "rwkv"] = Field(
+        "transformer", description="which network: " + ", ".join(ARCH_NAMES) + " (same loop, same data)"
     )
     vocab_size: int = Field(0, ge=0, description="number of tokens; 0 = take it from the trained tokenizer")
     block_size: int = Field(128, ge=2, description="context length: the most tokens the model reads at once")
@@ -54,6 +67,9 @@ class ModelConfig(Section):
     kernel_size: int = Field(
         3, ge=2, description="cnn only: width of each causal convolution (dilation doubles per layer)"
     )
+    d_state: int = Field(16, ge=1, description="mamba only: N, the size of each channel's SSM state")
+    d_conv: int = Field(4, ge=2, description="mamba only: width of the depthwise causal convolution before the SSM")
+    expand: int = Field(2, ge=1, description="mamba only: the block works at expand × hidden_size channels")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -73,6 +89,7 @@ class LMOutput:
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     attentions: tuple[torch.Tensor, ...] | None = None  # per layer (batch, heads, time, time) when asked for
+    cache: Any = None  # recurrent models with use_cache=True: the state after the last token
 
 
 def lm_loss(
@@ -89,7 +106,7 @@ def lm_loss(
 
 
 class LanguageModel(nn.Module):
-    """What the three architectures share: the config, the HF-style output, and the device."""
+    """What the architectures share: the config, the HF-style output, and the device."""
 
     supports_kv_cache = False  # the generation path re-reads the last block_size tokens instead
 
@@ -238,8 +255,18 @@ class Transformer(LanguageModel):
 # The two baselines
 
 
+@dataclass
+class LSTMState:
+    """The LSTM's state after the last token: hidden and cell vectors of every layer."""
+
+    h: torch.Tensor  # (num_layers, B, hidden_size)
+    c: torch.Tensor  # (num_layers, B, hidden_size)
+
+
 class LSTMLanguageModel(LanguageModel):
     """Embeddings → stacked LSTM (reads left to right, so it is causal by construction) → LayerNorm → head."""
+
+    supports_kv_cache = True  # the generation path carries (h, c) instead of re-reading the context
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -266,12 +293,25 @@ class LSTMLanguageModel(LanguageModel):
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+        logits_to_keep: int = 0,
         **_: object,
     ) -> LMOutput:
-        self._check_length(input_ids)
-        h, _ = self.lstm(self.dropout(self.token_embedding(input_ids)))
+        """No length check: the LSTM has no position embeddings and reads any length (block_size is its training window)."""
+        from hearth.scratch.scan import RecurrentCache
+
+        previous = (cache.layers[0].h, cache.layers[0].c) if cache is not None else None
+        h, (h_n, c_n) = self.lstm(self.dropout(self.token_embedding(input_ids)), previous)
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
         logits = self.head(self.ln_f(self.dropout(h)))
-        return LMOutput(logits=logits, loss=lm_loss(logits, labels, num_items_in_batch) if labels is not None else None)
+        new_cache = None
+        if use_cache or cache is not None:
+            seen = (cache.seen if cache is not None else 0) + input_ids.size(1)
+            new_cache = RecurrentCache([LSTMState(h_n.detach(), c_n.detach())], seen)
+        loss = lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        return LMOutput(logits=logits, loss=loss, cache=new_cache)
 
 
 class CausalConv(nn.Module):
@@ -331,11 +371,19 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-ARCHITECTURES: dict[str, type[LanguageModel]] = {
-    "transformer": Transformer,
-    "lstm": LSTMLanguageModel,
-    "cnn": CNNLanguageModel,
-}
+def architectures() -> dict[str, type[LanguageModel]]:
+    """Each ``model.arch`` name and its class."""
+    # Mamba and RWKV build on the classes above, so their files are imported here, on first use.
+    from hearth.scratch.mamba import MambaLanguageModel
+    from hearth.scratch.rwkv import RWKVLanguageModel
+
+    return {
+        "transformer": Transformer,
+        "lstm": LSTMLanguageModel,
+        "cnn": CNNLanguageModel,
+        "mamba": MambaLanguageModel,
+        "rwkv": RWKVLanguageModel,
+    }
 
 
 def build_model(config: ModelConfig) -> LanguageModel:
@@ -345,4 +393,4 @@ def build_model(config: ModelConfig) -> LanguageModel:
             f"model.hidden_size={config.hidden_size} cannot be split into model.num_heads={config.num_heads} equal heads",
             "choose hidden_size divisible by num_heads, e.g. hidden_size=128 num_heads=4",
         )
-    return ARCHITECTURES[config.arch](config)
+    return architectures()[config.arch](config)
