@@ -206,13 +206,20 @@ def _print_explain(res) -> None:  # type: ignore[no-untyped-def]
     if "fused" in ex:
         w = ex["weights"]
         out.print(
-            f"weights: dense 1 · full text {w['text']:.3f} (= strength {w['text_strength']:.3f}"
-            f" × language agreement {w['language_agreement']:.3f})",
+            f"weights: dense 1 · full text {w['text']:.3f} (strength of its best match {w['text_strength']:.3f});"
+            " fused = (dense + text weight × language agreement × text) / (1 + text weight × agreement)",
             highlight=False,
         )
-        table = Table("#", "passage", "fused", "dense part", "text part", title="fused", title_justify="left")
+        table = Table("#", "passage", "fused", "dense", "text", "agreement", title="fused", title_justify="left")
         for i, r in enumerate(ex["fused"], start=1):
-            table.add_row(str(i), r["where"], f"{r['score']:.4f}", f"{r['dense_part']:.3f}", f"{r['text_part']:.3f}")
+            table.add_row(
+                str(i),
+                r["where"],
+                f"{r['score']:.4f}",
+                f"{r['dense_part']:.3f}",
+                f"{r['text_part']:.3f}",
+                f"{r['language_agreement']:.2f}",
+            )
         out.print(table)
     out.print(f"not-found threshold (dense similarity): {res.threshold:.3f}", highlight=False)
 
