@@ -68,7 +68,8 @@ def start_training(jobs: JobManager, recipe: str, overrides: list[str] | None = 
 
     path, overrides = _recipe_path(recipe), list(overrides or [])
     cfg = scratch.load_config(path, overrides)  # refuse a bad recipe now, not in the child
-    spec = {"kind": "train", "config": str(path), "overrides": overrides}
+    # The child gets the config resolved here, so it trains exactly what was checked.
+    spec = {"kind": "train", "recipe": str(path), "overrides": overrides, "config": cfg.model_dump(mode="json")}
 
     def work(job: Job) -> dict[str, Any]:
         run = Run.create(scratch.KIND, cfg.name)
@@ -85,7 +86,7 @@ def start_tuning(jobs: JobManager, recipe: str, overrides: list[str] | None = No
 
     path, overrides = _recipe_path(recipe), list(overrides or [])
     cfg = tune.load_config(path, overrides)
-    spec = {"kind": "tune", "config": str(path), "overrides": overrides}
+    spec = {"kind": "tune", "recipe": str(path), "overrides": overrides, "config": cfg.model_dump(mode="json")}
 
     def work(job: Job) -> dict[str, Any]:
         run = Run.create(tune.KIND, cfg.name)

@@ -32,9 +32,9 @@ def event_writer(path: Path) -> OnEvent:
 
 
 def train(run: Run, spec: dict[str, Any], emit: OnEvent) -> dict[str, Any]:
-    from hearth.train.scratch import load_config, train_scratch
+    from hearth.train.scratch import ScratchConfig, train_scratch
 
-    _, result = train_scratch(load_config(spec["config"], spec["overrides"]), run=run)
+    _, result = train_scratch(ScratchConfig.model_validate(spec["config"]), run=run)
     return {"run_id": run.id, "steps": result.steps, "stopped": result.stopped, "summary": run.summary}
 
 
@@ -43,7 +43,7 @@ def tune(run: Run, spec: dict[str, Any], emit: OnEvent) -> dict[str, Any]:
 
     from hearth.train import tune as tune_lib
 
-    _, rep = tune_lib.tune(tune_lib.load_config(spec["config"], spec["overrides"]), run=run)
+    _, rep = tune_lib.tune(tune_lib.TuneConfig.model_validate(spec["config"]), run=run)
     return {"run_id": run.id, "report": asdict(rep) if rep is not None else None}
 
 
