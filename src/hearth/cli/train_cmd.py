@@ -26,7 +26,9 @@ def _fmt(value: object) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        config: str = typer.Argument(None, help="recipe file, e.g. configs/scratch-shakespeare.yaml"),
+        config: str = typer.Argument(
+            None, help="recipe file, e.g. configs/scratch-shakespeare.yaml, or `compare` and its recipe"
+        ),
         overrides: list[str] = typer.Argument(
             None, help="key=value overrides, e.g. training.learning_rate=3e-4 model.arch=lstm"
         ),
@@ -35,10 +37,18 @@ def register(app: typer.Typer) -> None:
         ),
         keys: bool = typer.Option(False, "--keys", help="list every recipe key with its type, default and meaning"),
     ) -> None:
-        """Train a model from scratch (Transformer, LSTM or CNN) with the one training loop."""
+        """Train a model from scratch with the one training loop: model.arch = transformer, lstm, cnn, mamba or rwkv.
+
+        `hearth train compare configs/compare-architectures.yaml` trains all five at a matched parameter
+        count and token budget and writes the measured comparison to docs/results/architectures/.
+        """
         from hearth import config as hconfig
         from hearth.errors import ConfigError
         from hearth.train import scratch
+
+        if config == "compare":
+            _compare(overrides or [])
+            return
 
         if keys:
             table = Table("key", "type", "default", "description")
@@ -66,6 +76,19 @@ def register(app: typer.Typer) -> None:
                 f"[green]run {run.id}[/] — {result.steps} steps ({result.stopped}); train loss {_fmt(result.train_loss)}, best val loss {_fmt(result.best_val_loss)}, test loss {_fmt(result.test_loss)}, {_fmt(result.tokens_per_s)} tokens/s"
             )
             out.print(f"  folder: {run.root}\n  sample: hearth chat -m {run.root}")
+
+    def _compare(args: list[str]) -> None:
+        from hearth.errors import ConfigError
+        from hearth.train import compare_arch
+
+        if not args:
+            raise ConfigError(
+                "`hearth train compare` needs its recipe",
+                "run `hearth train compare configs/compare-architectures.yaml` (key=value overrides may follow)",
+            )
+        cfg = compare_arch.load_config(args[0], args[1:])
+        report = compare_arch.run_comparison(cfg, progress=lambda line: out.print(f"[bold]compare[/] {line}"))
+        out.print(f"[green]report[/] {report}  (plots and results.json beside it)")
 
     runs = typer.Typer(
         help="Training runs: where every hyperparameter, metric and checkpoint is recorded.", no_args_is_help=True
