@@ -1,4 +1,4 @@
-"""From-scratch language models (Transformer, LSTM, CNN), their tokenizers and corpora."""
+"""From-scratch language models (Transformer, LSTM, CNN, Mamba, RWKV), their tokenizers and corpora."""
 
 from hearth.scratch.load import find_run, load_run
 

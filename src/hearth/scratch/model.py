@@ -31,13 +31,13 @@ from hearth.errors import ConfigError
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (Hugging Face's convention)
 
-# Every architecture, with the one-line reason it is here (the seed's table of eras).
+# Every architecture (model.arch) and what it is, in a line.
 ARCH_NAMES = {
-    "transformer": "attention over the whole context (2017–)",
-    "lstm": "a gated recurrent network (1997–2017)",
-    "cnn": "dilated causal convolutions (2016–2017)",
-    "mamba": "a selective state-space model (2023–)",
-    "rwkv": "a linear-attention RNN with learned decay (2023–)",
+    "transformer": "attention over the whole context",
+    "lstm": "a gated recurrent network",
+    "cnn": "dilated causal convolutions",
+    "mamba": "a selective state-space model",
+    "rwkv": "a linear-attention RNN with learned decay",
 }
 
 
