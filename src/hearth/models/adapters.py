@@ -76,6 +76,59 @@ def register(name: str, source: Path, base: str, method: str, run: str | None = 
     return target
 
 
+def peft_type(folder: Path) -> str:
+    """The adapter's peft method as peft writes it: LORA, IA3, PREFIX_TUNING, …"""
+    return str(_read_json(folder / "adapter_config.json").get("peft_type", "?")).upper()
+
+
+def lora_gguf(folder: Path, base_dir: Path) -> Path:
+    """The LoRA adapter in ``folder`` as a GGUF file for the llama.cpp engine, converted once.
+
+    llama.cpp's own ``convert_lora_to_gguf.py`` (from the sources ``make setup`` built the engine from)
+    writes it, in f32 so the engine's answers follow the torch path's; the file is kept in the adapter's
+    folder, named after the weights it came from, so a retrained adapter is converted again.
+    """
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    from hearth.errors import ModelError
+    from hearth.models import engine
+
+    weights = folder / "adapter_model.safetensors"
+    stat = weights.stat()
+    out = folder / f"engine-lora-{stat.st_size}-{stat.st_mtime_ns}.gguf"
+    script = engine.cache_dir() / "src" / "convert_lora_to_gguf.py"
+    with FileLock(str(folder / ".engine-lora.lock")):
+        if out.is_file():
+            return out
+        if not script.is_file():
+            raise ModelError(f"llama.cpp's LoRA converter is missing ({script})", engine.BUILD_HINT)
+        tmp = out.with_name(f".{out.name}.writing")
+        cmd = [sys.executable, str(script), "--outtype", "f32", "--outfile", str(tmp), "--base", str(base_dir)]
+        done = subprocess.run([*cmd, str(folder)], capture_output=True, text=True, env=_env())
+        if done.returncode != 0 or not tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ModelError(
+                f"converting adapter {folder.name} to GGUF failed: {' | '.join(tail)}",
+                "serve it on the torch engine (engine torch), or retrain it as a plain LoRA",
+            )
+        for old in folder.glob("engine-lora-*.gguf"):
+            old.unlink(missing_ok=True)
+        tmp.replace(out)
+    return out
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    # No hub; and the converter must use the gguf-py vendored beside it (NO_LOCAL_GGUF would skip it).
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
+    return {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 def attach(model: Any, folder: Path, merge: bool = True) -> Any:
     """Put the adapter in ``folder`` on ``model`` (which it changes: pass a private copy).
 

@@ -1,4 +1,4 @@
-"""Chat backends behind one protocol: local torch (default), llama.cpp (optional), remote OpenAI-compatible.
+"""Chat backends behind one protocol: llama.cpp (default for GGUF models), local torch, remote OpenAI-compatible.
 
 All take the same messages and sampling parameters and stream the same ``Delta`` objects, so the chat
 engine, the CLI and the HTTP server never care which one answers.
@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hearth import config
 from hearth.config import GenerationSettings, RemoteBackend
 from hearth.errors import BackendError, ConfigError, HearthError
-from hearth.models import generate
-from hearth.models.generate import Completion, Delta, LogitsProcessor
+from hearth.models.stream import Completion, Delta, Usage, collect
 
 
 @runtime_checkable
@@ -47,7 +45,7 @@ class _Collects:
         params: GenerationSettings,
         tools: Sequence[dict[str, Any]] | None = None,
     ) -> Completion:
-        return generate.collect(self.stream(messages, params, tools))  # type: ignore[attr-defined]
+        return collect(self.stream(messages, params, tools))  # type: ignore[attr-defined]
 
 
 class LocalChatModel(_Collects):
@@ -64,9 +62,10 @@ class LocalChatModel(_Collects):
         self.model = self.loaded.model
         self.context_length = self.loaded.context_length
         set_threads(threads)
-        # One generation at a time: on a small CPU two concurrent decodes are each slower than one
-        # after the other (the server queues requests in front of this).
-        self.lock = threading.Lock()
+        # One thread decodes at a time: on a small CPU two concurrent decodes are each slower than one
+        # after the other. Re-entrant, because the server's torch lane takes turns between several
+        # answers in one thread (serve/queue.py), each generator holding the lock while it lives.
+        self.lock = threading.RLock()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -76,9 +75,11 @@ class LocalChatModel(_Collects):
         messages: Sequence[dict[str, Any]],
         params: GenerationSettings,
         tools: Sequence[dict[str, Any]] | None = None,
-        logits_processors: Sequence[LogitsProcessor] = (),
+        logits_processors: Sequence[Any] = (),  # generate.LogitsProcessor
         prompt: str | None = None,
     ) -> Iterator[Delta]:
+        from hearth.models import generate  # torch: only the torch engine decodes here
+
         deltas = generate.stream_chat(
             self.model, self.tokenizer, messages, params, self.context_length, tools, logits_processors, prompt
         )
@@ -86,53 +87,75 @@ class LocalChatModel(_Collects):
             yield from deltas
 
 
-class LlamaCppChatModel(_Collects):
-    """A GGUF file run by llama.cpp through llama-cpp-python (the optional extra ``[llamacpp]``)."""
+class EngineChatModel(_Collects):
+    """A GGUF model served by a managed llama-server process (``hearth.models.engine``): quantized weights,
+    continuous batching over ``engine.slots`` requests, JSON-schema grammars, LoRA adapters.
+
+    Prompts are rendered by the engine with the model's own chat template (``/apply-template``) and
+    decoded with ``/completion``, so callers (tool calls, response formats) can add a prefix after the
+    template and constrain the output with a JSON schema.
+    """
 
     kind = "llamacpp"
 
-    def __init__(self, name: str, gguf: Path, threads: int | None = None, n_ctx: int = 4096) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise BackendError(
-                "llama.cpp backend needs llama-cpp-python, which is not installed",
-                "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" .venv/bin/pip install 'hearth[llamacpp]' "
-                "(the native build segfaulted on some CPUs; GGML_NATIVE=OFF avoids it)",
-            ) from None
+    def __init__(self, name: str, spec: Any, settings: config.EngineSettings) -> None:
+        from hearth.models import engine
+
         self.name = name
-        self.llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
-        self.lock = threading.Lock()
+        self.engine = engine.get(spec, settings)
+        props = self.engine.get("/props")  # starts the process now: errors surface when the model loads
+        self.context_length = int((props.get("default_generation_settings") or {}).get("n_ctx") or settings.context)
+        self.chat_template = str(props.get("chat_template") or "")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.engine.post("/tokenize", {"content": text, "add_special": False})["tokens"])
+
+    def render(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None) -> str:
+        """The prompt as the model's template writes it, ending where the assistant's answer starts."""
+        body: dict[str, Any] = {"messages": list(messages)}
+        if tools:
+            body["tools"] = list(tools)
+        return str(self.engine.post("/apply-template", body)["prompt"])
 
     def stream(
         self,
         messages: Sequence[dict[str, Any]],
         params: GenerationSettings,
         tools: Sequence[dict[str, Any]] | None = None,
+        prompt: str | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Iterator[Delta]:
-        with self.lock:
-            chunks = self.llm.create_chat_completion(
-                messages=list(messages),
-                stream=True,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k,
-                repeat_penalty=params.repetition_penalty,
-                max_tokens=params.max_tokens,
-                stop=list(params.stop) or None,
-                seed=params.seed if params.seed is not None else -1,
-            )
-            count = 0
-            finish = "length"
+        text = prompt if prompt is not None else self.render(messages, tools)
+        body: dict[str, Any] = {
+            "prompt": text,
+            "n_predict": params.max_tokens,
+            "temperature": params.temperature,
+            "top_k": params.top_k if params.temperature > 0 else 1,
+            "top_p": params.top_p,
+            "min_p": 0.0,  # the torch path has no min-p; llama.cpp's default 0.05 would sample differently
+            "repeat_penalty": params.repetition_penalty,
+            "repeat_last_n": -1,  # over the whole context, prompt included, as transformers' penalty does
+            "stop": list(params.stop),
+            "seed": params.seed if params.seed is not None else -1,
+            "cache_prompt": True,
+        }
+        if json_schema is not None:
+            body["json_schema"] = json_schema
+        return self._deltas(body)
+
+    def _deltas(self, body: dict[str, Any]) -> Iterator[Delta]:
+        chunks = self.engine.complete_stream(body)
+        try:
             for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content") or ""
-                if text:
-                    count += 1
-                    yield Delta(text)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-            yield Delta("", finish_reason=finish, usage=generate.Usage(0, count))
+                if chunk.get("stop"):
+                    finish = "length" if chunk.get("stop_type") == "limit" else "stop"
+                    usage = Usage(int(chunk.get("tokens_evaluated", 0)), int(chunk.get("tokens_predicted", 0)))
+                    yield Delta(chunk.get("content") or "", finish_reason=finish, usage=usage)
+                    return
+                if chunk.get("content"):
+                    yield Delta(chunk["content"])
+        finally:
+            chunks.close()  # a caller that stops reading (a client gone) frees the engine's slot now
 
 
 class RemoteChatModel(_Collects):
@@ -177,11 +200,11 @@ class RemoteChatModel(_Collects):
                 **extra,
             )
             finish = "stop"
-            usage = generate.Usage()
+            usage = Usage()
             calls: dict[int, dict[str, Any]] = {}
             for chunk in stream:
                 if chunk.usage:
-                    usage = generate.Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         yield Delta(choice.delta.content)
@@ -211,24 +234,64 @@ _models: dict[tuple[str, str], ChatModel] = {}
 _models_lock = threading.Lock()
 
 
+def choose_engine(ref: Any, settings: config.Settings, engine: str | None = None) -> tuple[str, str]:
+    """(engine, why) for a resolved model: ``remote``, ``llamacpp`` or ``torch``.
+
+    GGUF files run on llama.cpp when llama-server is built (quantized, batched); a LoRA adapter on a
+    GGUF base goes along as a LoRA GGUF. Everything else, or an explicit ``engine='torch'``, is torch.
+    """
+    from hearth.models import engine as llama
+
+    if ref.kind == "remote":
+        return "remote", f"the OpenAI-compatible server '{ref.backend}'"
+    if engine not in (None, "auto", "llamacpp", "torch"):
+        raise ConfigError(f"unknown engine '{engine}'", "use torch or llamacpp")
+    if engine == "torch":
+        return "torch", "asked for the torch engine"
+    if ref.kind != "gguf" or ref.path is None:
+        if engine == "llamacpp":
+            raise BackendError(f"llama.cpp runs GGUF files; '{ref.name}' is not one", "use engine torch for this model")
+        return "torch", "not a GGUF file"
+    if engine is None or engine == "auto":
+        if settings.engine.local == "torch":
+            return "torch", "engine.local is torch in the settings"
+        if (missing := llama.unavailable(settings.engine)) is not None:
+            return "torch", f"{missing}; the GGUF runs dequantized on torch"
+    elif (missing := llama.unavailable(settings.engine)) is not None:
+        raise BackendError(f"llama.cpp engine unavailable: {missing}", llama.BUILD_HINT)
+    if ref.adapter is not None:
+        from hearth.models import adapters
+
+        method = adapters.peft_type(ref.adapter)
+        if method != "LORA":
+            return "torch", f"{method.lower()} adapters run on torch (llama.cpp applies LoRA only)"
+        return "llamacpp", "GGUF base on llama.cpp with the LoRA adapter as GGUF"
+    return "llamacpp", "GGUF file on llama.cpp (quantized, batched)"
+
+
 def get_chat_model(
-    name: str | None = None, engine: str = "torch", settings: config.Settings | None = None
+    name: str | None = None, engine: str | None = None, settings: config.Settings | None = None
 ) -> ChatModel:
     """The chat model for a name (default: settings.model), built once per process.
 
-    ``engine`` picks how a local model runs: ``torch`` (Hearth's generation path) or ``llamacpp``.
+    ``engine`` picks how a local model runs: None (the default: llama.cpp for GGUF models when it is
+    built, else torch — see ``choose_engine``), ``torch`` (Hearth's generation path) or ``llamacpp``.
     """
     from hearth.models import load
 
     settings = settings or config.settings()
     name = name or settings.model
-    key = (name, engine)
     with _models_lock:
-        if key in _models:
-            return _models[key]
+        if (name, engine or "") in _models:
+            return _models[(name, engine or "")]
         ref = load.resolve(name)
+        chosen, _ = choose_engine(ref, settings, engine)
+        key = (name, chosen)
+        if key in _models:
+            _models[(name, engine or "")] = _models[key]
+            return _models[key]
         model: ChatModel
-        if ref.kind == "remote":
+        if chosen == "remote":
             backend = settings.backends.get(ref.backend or "")
             if backend is None:
                 known = ", ".join(settings.backends) or "none configured"
@@ -236,28 +299,58 @@ def get_chat_model(
                     f"no remote backend named '{ref.backend}' in hearth.yaml (known: {known})",
                     "add it under `backends:` with base_url and model, e.g. backends: {ollama: {base_url: http://localhost:11434/v1, model: qwen2.5}}",
                 )
-            model = RemoteChatModel(name, backend)
-        elif engine == "llamacpp":
-            if ref.kind != "gguf" or ref.path is None:
-                raise BackendError(f"llama.cpp runs GGUF files; '{name}' is not one", "use engine torch for this model")
-            model = LlamaCppChatModel(name, ref.path, settings.threads)
-        elif engine == "torch":
-            model = LocalChatModel(name, settings.threads)
+            if backend.kind == "anthropic":
+                from hearth.models.anthropic_backend import AnthropicChatModel
+
+                model = AnthropicChatModel(name, backend)
+            else:
+                model = RemoteChatModel(name, backend)
+        elif chosen == "llamacpp":
+            model = EngineChatModel(name, engine_spec(ref), settings.engine)
         else:
-            raise ConfigError(f"unknown engine '{engine}'", "use torch or llamacpp")
-        _models[key] = model
+            model = LocalChatModel(name, settings.threads)
+        _models[key] = _models[(name, engine or "")] = model
         return model
+
+
+def engine_for(name: str, settings: config.Settings) -> tuple[str, str]:
+    """(engine, why) for a model name, without loading it; ("unavailable", the error) when it does not resolve."""
+    from hearth.models import load
+
+    try:
+        return choose_engine(load.resolve(name), settings)
+    except HearthError as exc:
+        return "unavailable", exc.message
+
+
+def engine_info(settings: config.Settings) -> dict[str, Any]:
+    """Which engine serves the default model and why, and the llama.cpp processes running (for /health)."""
+    from hearth.models import engine
+
+    chosen, why = engine_for(settings.model, settings)
+    return {"model": settings.model, "engine": chosen, "why": why, "processes": engine.status()}
+
+
+def engine_spec(ref: Any) -> Any:
+    """What the llama.cpp engine runs for a GGUF ref: the file, and a LoRA adapter converted to GGUF."""
+    from hearth.models import adapters, engine, load
+
+    if ref.adapter is None:
+        return engine.Spec(ref.name, ref.path)
+    base = load.hf_dir(load.ModelRef(name=ref.name.split("+", 1)[0], kind="gguf", path=ref.path))
+    return engine.Spec(ref.name, ref.path, adapters.lora_gguf(ref.adapter, base))
 
 
 def forget(name: str) -> None:
     """Drop the chat models and loaded weights cached under ``name`` (e.g. an adapter just retrained)."""
     import contextlib
 
-    from hearth.models import load
+    from hearth.models import engine, load
 
     with _models_lock:
         for key in [k for k in _models if k[0] == name]:
             del _models[key]
+    engine.forget(name)  # the next request starts a process with the new weights
     with contextlib.suppress(HearthError):  # nothing is cached under a name that does not resolve yet
         load.forget(name)
 
