@@ -1,31 +1,41 @@
-"""The generation queue: many users, one small model.
+"""The generation queue: many users, a few engines, each used the way it is fastest.
 
-A local model decodes one request at a time (two concurrent decodes on a small CPU are each slower
-than one after the other), so requests for local models go through one worker thread in arrival
-order. Remote backends do their own scheduling and run side by side. Each request holds a ticket:
+Each request runs on a lane that fits the model answering it:
+
+- a model on the llama.cpp engine decodes up to ``engine.slots`` requests together (continuous
+  batching inside llama-server), so its lane runs that many at once, in arrival order after that;
+- a torch model is decoded by one thread (two concurrent decodes on a small CPU are each slower than
+  one after the other), which takes turns between up to ``TORCH_TURNS`` requests, a token each, so a
+  request's first token never waits for every answer ahead of it;
+- remote backends do their own scheduling and run side by side.
+
+Each request holds a ticket:
 
 - the queue refuses new work past ``max_pending`` (the API answers 429 with ``Retry-After``);
 - a client that disconnects cancels its ticket, and the worker closes the generator at the next token,
-  which frees the model for the next request at once;
+  which frees the model (or the engine's slot) for the next request at once;
 - a request past its deadline (waiting + decoding) stops with ``GenerationTimeout``.
 
-It also keeps the numbers ``/metrics`` shows: queue length, tokens/s, latencies.
+It also keeps what ``/metrics`` shows, with prometheus-client: queue length, slots busy, tokens,
+time to first token and latency histograms, and the engines' restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
 from hearth.errors import HearthError
-from hearth.models.generate import Delta
+from hearth.models.stream import Delta
 
 
 class QueueFull(HearthError):
@@ -61,49 +71,87 @@ class Ticket:
 
 
 _DONE = object()
+TORCH_TURNS = 8  # requests the torch lane decodes in turn; later ones wait for a place
+# Time-to-first-token and latency buckets: from a warm engine's tens of milliseconds to a long answer.
+_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class Metrics:
-    """Counters and recent samples, rendered in Prometheus' text format."""
+    """The queue's Prometheus metrics, in a registry of its own (one per app: tests build several)."""
 
-    def __init__(self, window: int = 512) -> None:
-        self.requests = 0
-        self.rejected = 0
-        self.cancelled = 0
-        self.timeouts = 0
-        self.errors = 0
-        self.tokens = 0
-        self.decode_seconds = 0.0
-        self.latency: deque[float] = deque(maxlen=window)  # enqueue → last token
-        self.ttft: deque[float] = deque(maxlen=window)  # enqueue → first token
-        self.per_request: deque[float] = deque(maxlen=64)  # seconds of model time, for Retry-After
+    def __init__(self, queue: GenerationQueue) -> None:
+        from hearth.models import engine
+
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("hearth_requests", "Requests admitted to the queue", registry=r)
+        self.rejected = Counter("hearth_requests_rejected", "Requests refused with 429 (queue full)", registry=r)
+        self.cancelled = Counter("hearth_requests_cancelled", "Requests whose client went away", registry=r)
+        self.timeouts = Counter("hearth_requests_timeout", "Requests stopped at their deadline", registry=r)
+        self.errors = Counter("hearth_requests_error", "Requests that failed", registry=r)
+        self.tokens = Counter("hearth_generated_tokens", "Generated tokens", ["engine"], registry=r)
+        self.ttft = Histogram(
+            "hearth_time_to_first_token_seconds",
+            "Enqueue to first token",
+            ["engine"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "hearth_request_latency_seconds", "Enqueue to last token", ["engine"], buckets=_BUCKETS, registry=r
+        )
+        Gauge("hearth_queue_waiting", "Requests waiting for a model", registry=r).set_function(lambda: queue.waiting)
+        Gauge("hearth_queue_running", "Requests being decoded", registry=r).set_function(lambda: queue.running)
+        Gauge("hearth_engine_slots", "Slots of the running llama.cpp engines", registry=r).set_function(
+            lambda: sum(e.settings.slots for e in engine.running() if e.pid)
+        )
+        Gauge("hearth_engine_slots_busy", "Slots decoding a request", registry=r).set_function(
+            lambda: sum(e.busy for e in engine.running())
+        )
+        Gauge(
+            "hearth_tokens_per_second", "Generated tokens per second of decoding, since start", registry=r
+        ).set_function(self.tokens_per_second)
         self.lock = threading.Lock()
+        self.token_count = 0
+        self.decode_seconds = 0.0  # summed over requests: per-request speed, not throughput
+        self.recent: list[float] = []  # seconds of model time of recent requests, for Retry-After
 
     def tokens_per_second(self) -> float:
-        return self.tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+        return self.token_count / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
     def mean_request_seconds(self) -> float:
         with self.lock:
-            return sum(self.per_request) / len(self.per_request) if self.per_request else 2.0
+            return sum(self.recent) / len(self.recent) if self.recent else 2.0
+
+    def record(self, lane: str, tokens: int, ticket: Ticket, end: float) -> None:
+        assert ticket.started is not None
+        self.tokens.labels(lane).inc(tokens)
+        self.latency.labels(lane).observe(end - ticket.enqueued)
+        if ticket.first_token is not None:
+            self.ttft.labels(lane).observe(ticket.first_token - ticket.enqueued)
+        with self.lock:
+            self.token_count += tokens
+            self.decode_seconds += end - ticket.started
+            self.recent = [*self.recent[-63:], end - ticket.started]
 
 
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+def lane_of(model: Any) -> str:
+    """``llamacpp``, ``remote`` or ``torch``: how the model's requests are scheduled."""
+    kind = getattr(model, "kind", "local")
+    return kind if kind in ("llamacpp", "remote") else "torch"
 
 
 class GenerationQueue:
     def __init__(self, max_pending: int = 64, timeout: float = 300.0, remote_workers: int = 16) -> None:
         self.max_pending = max_pending
         self.timeout = timeout
-        self.metrics = Metrics()
-        self._local = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-decode")
+        self._torch_jobs: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        threading.Thread(target=self._interleave, name="hearth-decode", daemon=True).start()
         self._remote = ThreadPoolExecutor(max_workers=remote_workers, thread_name_prefix="hearth-remote")
+        self._engines: dict[str, ThreadPoolExecutor] = {}  # one lane per engine model, as wide as its slots
         self._lock = threading.Lock()
         self.waiting = 0  # tickets not yet started
         self.running = 0
+        self.metrics = Metrics(self)
 
     @property
     def pending(self) -> int:
@@ -113,29 +161,49 @@ class GenerationQueue:
         """A ticket for one request, or QueueFull when too many are already waiting."""
         with self._lock:
             if self.pending >= self.max_pending:
-                self.metrics.rejected += 1
-                wait = self.metrics.mean_request_seconds() * self.pending
+                self.metrics.rejected.inc()
+                lanes = max(1, self.running)  # requests that finish together free places together
+                wait = self.metrics.mean_request_seconds() * self.pending / lanes
                 raise QueueFull(
                     f"the server is busy: {self.pending} requests are queued for the model",
                     "retry after the time in the Retry-After header",
                     retry_after=max(1, math.ceil(wait)),
                 )
             self.waiting += 1
-            self.metrics.requests += 1
+            self.metrics.requests.inc()
         return Ticket(deadline=time.monotonic() + (timeout or self.timeout))
 
+    def _executor(self, lane: str, model: Any) -> ThreadPoolExecutor:
+        if lane == "remote":
+            return self._remote
+        name = str(getattr(model, "name", ""))
+        with self._lock:
+            if name not in self._engines:
+                slots = model.engine.settings.slots
+                self._engines[name] = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="hearth-engine")
+            return self._engines[name]
+
     async def stream(
-        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], local: bool = True
+        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], local: bool = True, model: Any = None
     ) -> AsyncIterator[Delta]:
-        """Run ``produce()`` on a worker thread and yield its deltas here; closing this closes that."""
+        """Run ``produce()`` on the lane for ``model`` and yield its deltas here; closing this closes that.
+
+        ``produce`` is usually a chat ``Reply``'s ``deltas``, whose reply knows its model; without a
+        model, ``local`` says torch lane (True) or remote lane (False).
+        """
+        if model is None:
+            model = getattr(getattr(produce, "__self__", None), "model", None)
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
 
-        executor = self._local if local else self._remote
-        executor.submit(self._work, ticket, produce, put)
+        lane = lane_of(model) if model is not None else ("torch" if local else "remote")
+        if lane == "torch":
+            self._torch_jobs.put((ticket, produce, put, lane))
+        else:
+            self._executor(lane, model).submit(self._work, ticket, produce, put, lane)
         try:
             while True:
                 item = await out.get()
@@ -148,7 +216,17 @@ class GenerationQueue:
             # Disconnect, error or normal end: either way the worker must stop decoding for us.
             ticket.cancel()
 
-    def _work(self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], put: Callable[[Any], None]) -> None:
+    def _work(
+        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], put: Callable[[Any], None], lane: str
+    ) -> None:
+        for _ in self._steps(ticket, produce, put, lane):
+            pass
+
+    def _steps(
+        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], put: Callable[[Any], None], lane: str
+    ) -> Iterator[None]:
+        """One request, one delta per step: a thread runs it to the end, or the torch lane takes
+        turns between several (see ``_interleave``)."""
         with self._lock:
             self.waiting -= 1
             self.running += 1
@@ -168,69 +246,49 @@ class GenerationQueue:
                     tokens = delta.usage.completion_tokens
                 put(delta)
                 if ticket.cancelled:
-                    self.metrics.cancelled += 1
+                    self.metrics.cancelled.inc()
                     return
                 if time.monotonic() > ticket.deadline:
                     raise GenerationTimeout(
                         f"the answer took longer than the {self.timeout:.0f} s request timeout",
                         "ask for fewer tokens (max_tokens), or raise the server's timeout",
                     )
+                yield
         except GenerationTimeout as exc:
-            self.metrics.timeouts += 1
+            self.metrics.timeouts.inc()
             put(exc)
-        except HearthError as exc:
-            self.metrics.errors += 1
-            put(exc)
-        except Exception as exc:  # surface it to the client as a 500 instead of killing the worker
-            self.metrics.errors += 1
+        except Exception as exc:  # surface it to the client (HearthError: its status; else 500), keep the worker
+            self.metrics.errors.inc()
             put(exc)
         finally:
             if deltas is not None and hasattr(deltas, "close"):
-                deltas.close()  # releases the model's lock now, not when the generator is collected
+                deltas.close()  # releases the model (torch lock, engine slot) now, not when collected
             end = time.monotonic()
             with self._lock:
                 self.running -= 1
-            m = self.metrics
-            with m.lock:
-                m.tokens += tokens
-                m.decode_seconds += end - ticket.started
-                m.per_request.append(end - ticket.started)
-                m.latency.append(end - ticket.enqueued)
-                if ticket.first_token is not None:
-                    m.ttft.append(ticket.first_token - ticket.enqueued)
+            self.metrics.record(lane, tokens, ticket, end)
             put(_DONE)
 
+    def _interleave(self) -> None:
+        """The torch lane: one thread decodes every admitted request a token at a time, in turn.
+
+        A CPU decodes one sequence about as fast as it decodes eight in turn, so turns cost no
+        throughput, and nobody waits for all the answers ahead of theirs before seeing a first token.
+        """
+        active: list[Iterator[None]] = []
+        while True:
+            while not active or not self._torch_jobs.empty():
+                if len(active) >= TORCH_TURNS and active:
+                    break
+                active.append(self._steps(*self._torch_jobs.get()))
+            for job in list(active):
+                try:
+                    next(job)
+                except StopIteration:
+                    active.remove(job)
+
     def prometheus(self) -> str:
-        m = self.metrics
-        with m.lock:
-            lat, ttft = list(m.latency), list(m.ttft)
-        lines = [
-            "# HELP hearth_queue_waiting Requests waiting for the model.",
-            "# TYPE hearth_queue_waiting gauge",
-            f"hearth_queue_waiting {self.waiting}",
-            "# HELP hearth_queue_running Requests being decoded.",
-            "# TYPE hearth_queue_running gauge",
-            f"hearth_queue_running {self.running}",
-            "# TYPE hearth_requests_total counter",
-            f"hearth_requests_total {m.requests}",
-            "# TYPE hearth_requests_rejected_total counter",
-            f"hearth_requests_rejected_total {m.rejected}",
-            "# TYPE hearth_requests_cancelled_total counter",
-            f"hearth_requests_cancelled_total {m.cancelled}",
-            "# TYPE hearth_requests_timeout_total counter",
-            f"hearth_requests_timeout_total {m.timeouts}",
-            "# TYPE hearth_requests_error_total counter",
-            f"hearth_requests_error_total {m.errors}",
-            "# TYPE hearth_generated_tokens_total counter",
-            f"hearth_generated_tokens_total {m.tokens}",
-            "# HELP hearth_tokens_per_second Generated tokens per second of decoding, since start.",
-            "# TYPE hearth_tokens_per_second gauge",
-            f"hearth_tokens_per_second {m.tokens_per_second():.3f}",
-        ]
-        for name, values in (("request_latency_seconds", lat), ("time_to_first_token_seconds", ttft)):
-            lines.append(f"# TYPE hearth_{name} summary")
-            for q in (0.5, 0.95, 0.99):
-                lines.append(f'hearth_{name}{{quantile="{q}"}} {quantile(values, q):.4f}')
-            lines.append(f"hearth_{name}_sum {sum(values):.4f}")
-            lines.append(f"hearth_{name}_count {len(values)}")
-        return "\n".join(lines) + "\n"
+        """The text ``/metrics`` serves: this queue's metrics and the engines' (restarts, starts)."""
+        from hearth.models import engine
+
+        return (generate_latest(self.metrics.registry) + generate_latest(engine.REGISTRY)).decode()
