@@ -13,8 +13,9 @@ grammar-constrained with xgrammar, so even the 135M default emits arguments that
 schema: a forced call (``required`` or a named tool) is decoded as JSON only, starting after a
 prefix written into the prompt (no decode steps spent on text the grammar fixes anyway); ``auto``
 lets the model write text until it opens ``<tool_call>``. ``response_format: json_schema`` uses the
-same machinery. Remote OpenAI-compatible servers get ``tools``/``tool_choice``/``response_format``
-passed through.
+same machinery. On the llama.cpp engine the same prompts and prefixes are used, and the engine's own
+JSON-schema grammar (llama-server's ``json_schema``) constrains forced calls and response formats.
+Remote OpenAI-compatible servers get ``tools``/``tool_choice``/``response_format`` passed through.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from hearth.config import GenerationSettings
 from hearth.errors import GenerationError
-from hearth.models.generate import Delta, Usage
+from hearth.models.stream import Delta, Usage
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +220,19 @@ def complete_with_tools(
     called tools, with ``finish_reason='tool_calls'``; text deltas before it are the content."""
     tools = list(tools or [])
     choice = normalize_choice(tool_choice, tools)
+    if hasattr(chat_model, "stream_tools"):  # an API that takes tools itself (Anthropic's)
+        yield from chat_model.stream_tools(messages, params, tools, choice, response_format)
+        return
     if getattr(chat_model, "kind", "") == "remote":
         yield from _remote(chat_model, messages, params, tools, choice, response_format)
+        return
+    if getattr(chat_model, "kind", "") == "llamacpp":
+        yield from _engine(chat_model, messages, params, tools, choice, response_format)
         return
     if hasattr(chat_model, "tokenizer") and hasattr(chat_model, "model"):
         yield from _local(chat_model, messages, params, tools, choice, response_format)
         return
-    # Other engines (llama.cpp): describe the tools in the prompt and parse what comes back.
+    # Any other ChatModel: describe the tools in the prompt and parse what comes back.
     shown = tools if choice != "none" else []
     yield from _parse_stream(chat_model.stream(local_messages(messages, shown, False), params))
 
@@ -253,13 +260,7 @@ def _local(
     comp = constrain.compiler(tokenizer, int(chat_model.model.config.vocab_size), eos)
 
     if choice == "required" or forced:
-        if forced:
-            tool = next(t for t in tools if t["function"]["name"] == forced)
-            prefix = f'{CALL_OPEN}\n{{"name": "{forced}", "arguments": '
-            schema = _parameters(tool)
-        else:
-            prefix = f"{CALL_OPEN}\n"
-            schema = {"anyOf": [_call_schema(t) for t in tools]}
+        prefix, schema = _forced_call(tools, forced)
         try:
             proc = constrain.GrammarProcessor(constrain.json_grammar(comp, schema))
         except Exception as exc:  # xgrammar refuses some schema features (e.g. odd $ref forms)
@@ -268,17 +269,7 @@ def _local(
                 "simplify the tool's JSON Schema, or let the model choose (tool_choice auto)",
             ) from None
         completion = generate.collect(chat_model.stream(msgs, params, logits_processors=[proc], prompt=prompt + prefix))
-        usage = completion.usage
-        try:
-            data = json.loads(completion.text)
-        except json.JSONDecodeError:
-            # Only possible when max_tokens cut the JSON short: say so rather than invent a call.
-            raise GenerationError(
-                f"the tool call was cut off after {usage.completion_tokens} tokens: {completion.text!r}",
-                "raise max_tokens so the arguments fit",
-            ) from None
-        call = new_call(forced, data) if forced else new_call(data["name"], data.get("arguments", {}))
-        yield Delta("", finish_reason="tool_calls", usage=usage, tool_calls=[call])
+        yield _call_delta(completion, forced)
         return
 
     processors = []
@@ -287,14 +278,79 @@ def _local(
             processors.append(constrain.GrammarProcessor(constrain.tool_call_grammar(comp, shown)))
         except Exception:  # a schema xgrammar cannot compile: fall back to parsing what the model writes
             log.warning("tool-call grammar failed to compile; parsing unconstrained output", exc_info=True)
-    elif response_format and response_format.get("type") in ("json_schema", "json_object"):
-        schema = None
-        if response_format["type"] == "json_schema":
-            spec = response_format.get("json_schema") or {}
-            schema = spec.get("schema", spec if "properties" in spec or "type" in spec else None)
-        processors.append(constrain.GrammarProcessor(constrain.json_grammar(comp, schema)))
+    elif _wants_json(response_format):
+        processors.append(constrain.GrammarProcessor(constrain.json_grammar(comp, _format_schema(response_format))))
     stream = chat_model.stream(msgs, params, logits_processors=processors, prompt=prompt)
     yield from _parse_stream(stream) if shown else stream
+
+
+def _engine(
+    chat_model: Any,
+    messages: Sequence[dict[str, Any]],
+    params: GenerationSettings,
+    tools: list[dict[str, Any]],
+    choice: ToolChoice,
+    response_format: dict[str, Any] | None,
+) -> Iterator[Delta]:
+    """The same turn on the llama.cpp engine: its template renders the prompt (``/apply-template``),
+    and its own JSON-schema grammar constrains forced calls and response formats."""
+    from hearth.models import generate
+
+    native = "tools" in chat_model.chat_template
+    shown = tools if choice != "none" else []
+    forced = chosen_tool(choice)
+    if forced:
+        shown = [t for t in tools if t["function"]["name"] == forced]
+    msgs = local_messages(messages, shown, native, forced=bool(forced) or choice == "required")
+    prompt = chat_model.render(msgs, shown if native else None)
+    if choice == "required" or forced:
+        prefix, schema = _forced_call(tools, forced)
+        completion = generate.collect(chat_model.stream(msgs, params, prompt=prompt + prefix, json_schema=schema))
+        yield _call_delta(completion, forced)
+        return
+    if shown:  # auto: the model may write text or a call; calls are parsed from what it writes
+        yield from _parse_stream(chat_model.stream(msgs, params, prompt=prompt))
+        return
+    schema = _format_schema(response_format) if _wants_json(response_format) else None
+    if schema is None and _wants_json(response_format):
+        schema = {}  # json_object: any JSON object
+    yield from chat_model.stream(msgs, params, prompt=prompt, json_schema=schema)
+
+
+def _forced_call(tools: list[dict[str, Any]], forced: str | None) -> tuple[str, dict[str, Any]]:
+    """(text written after the prompt, JSON schema of what the model must write next) for a call
+    that must happen: a named tool writes only its arguments; ``required`` writes name and arguments."""
+    if forced:
+        tool = next(t for t in tools if t["function"]["name"] == forced)
+        return f'{CALL_OPEN}\n{{"name": "{forced}", "arguments": ', _parameters(tool)
+    return f"{CALL_OPEN}\n", {"anyOf": [_call_schema(t) for t in tools]}
+
+
+def _call_delta(completion: Any, forced: str | None) -> Delta:
+    """The constrained JSON as the turn's one tool call."""
+    usage = completion.usage
+    try:
+        data = json.loads(completion.text)
+    except json.JSONDecodeError:
+        # Only possible when max_tokens cut the JSON short: say so rather than invent a call.
+        raise GenerationError(
+            f"the tool call was cut off after {usage.completion_tokens} tokens: {completion.text!r}",
+            "raise max_tokens so the arguments fit",
+        ) from None
+    call = new_call(forced, data) if forced else new_call(data["name"], data.get("arguments", {}))
+    return Delta("", finish_reason="tool_calls", usage=usage, tool_calls=[call])
+
+
+def _wants_json(response_format: dict[str, Any] | None) -> bool:
+    return bool(response_format) and response_format.get("type") in ("json_schema", "json_object")  # type: ignore[union-attr]
+
+
+def _format_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema of ``response_format: json_schema`` (None for json_object: any JSON)."""
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    return spec.get("schema", spec if "properties" in spec or "type" in spec else None)
 
 
 def _call_schema(tool: dict[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,16 @@ from rich.table import Table
 def register(app: typer.Typer) -> None:
     @app.command("models")
     def models() -> None:
-        """List the bundled, local, adapter and remote models you can pass to -m."""
+        """List the bundled, local, adapter and remote models you can pass to -m, and the engine that runs each."""
+        from hearth import config
+        from hearth.models.backends import engine_for
         from hearth.models.catalog import list_models
 
-        table = Table("model", "kind", "description", "path")
-        for info in list_models():
-            table.add_row(info.id, info.kind, info.description, info.path or "")
+        settings = config.settings()
+        table = Table("model", "kind", "engine", "why", "description", "path")
+        for info in list_models(settings):
+            engine, why = engine_for(info.id, settings)
+            table.add_row(info.id, info.kind, engine, why, info.description, info.path or "")
         Console().print(table)
 
     @app.command("inspect")
