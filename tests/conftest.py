@@ -36,11 +36,12 @@ def home(tmp_path: Path, session_home: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture(scope="session")
 def smol(session_home: Path):
-    """The bundled chat model, converted once into the session home and loaded once."""
+    """The bundled chat model on torch (Hearth's own generation path), converted once into the
+    session home and loaded once."""
     from hearth.models import backends
 
     paths.set_home(session_home)
     try:
-        return backends.get_chat_model("smollm2")
+        return backends.get_chat_model("smollm2", engine="torch")
     finally:
         paths.set_home(None)

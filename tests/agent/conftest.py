@@ -44,6 +44,19 @@ def chat_model(session_home: Path):
 
 
 @pytest.fixture(scope="session")
+def torch_model(session_home: Path):
+    """The bundled model on the torch engine, for tests of torch's own path (xgrammar processors)."""
+    from hearth.models import backends
+
+    (session_home / "models").mkdir(exist_ok=True)
+    paths.set_home(session_home)
+    try:
+        return backends.get_chat_model("smollm2", engine="torch")
+    finally:
+        paths.set_home(None)
+
+
+@pytest.fixture(scope="session")
 def kb_home(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hearth home with collection 'handbook' holding the test documents (copied: the KB keeps paths)."""
     from hearth.kb import collection, ingest

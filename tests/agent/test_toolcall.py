@@ -95,8 +95,10 @@ def test_tool_choice_is_checked() -> None:
 
 
 @pytest.mark.slow
-def test_forced_tool_call_validates_100_of_100(chat_model) -> None:  # type: ignore[no-untyped-def]
-    """The 135M model, sampling at temperature 0.9, still emits schema-valid arguments every time."""
+def test_forced_tool_call_validates_100_of_100(torch_model) -> None:  # type: ignore[no-untyped-def]
+    """The 135M model on torch (xgrammar), sampling at temperature 0.9, emits schema-valid arguments
+    every time (the engine's grammar: tests/models/test_engine.py)."""
+    chat_model = torch_model
     schema = FORECAST["function"]["parameters"]
     choice = {"type": "function", "function": {"name": "get_forecast"}}
     valid = 0
@@ -167,8 +169,9 @@ def test_auto_mode_streams_text_and_holds_back_the_call() -> None:
     assert "".join(d.text for d in plain) == "a < b" and plain[-1].finish_reason == "length"
 
 
-def test_grammar_jump_forward_reads_forced_tokens_in_one_pass(chat_model) -> None:  # type: ignore[no-untyped-def]
-    """Fixed parts of the JSON (keys, punctuation) are not sampled one forward pass at a time."""
+def test_grammar_jump_forward_reads_forced_tokens_in_one_pass(torch_model) -> None:  # type: ignore[no-untyped-def]
+    """Fixed parts of the JSON (keys, punctuation) are not sampled one forward pass at a time (torch)."""
+    chat_model = torch_model
     passes = {"n": 0}
     forward = chat_model.model.forward
 
