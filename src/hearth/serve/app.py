@@ -98,6 +98,10 @@ class KeyMiddleware:
                 response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             else:
                 data, status, _ = errors.from_exception(exc)
+                if path.startswith("/v1/messages"):  # Anthropic's clients read their own error shape
+                    from hearth.serve.anthropic_api import error_body
+
+                    data = error_body(data["error"]["message"], status)
                 response = JSONResponse(data, status_code=status, headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
@@ -124,7 +128,7 @@ def create_app(
     demo: bool = False,
 ) -> FastAPI:
     from hearth.jobs import manager
-    from hearth.serve import hearth_api, openai_api
+    from hearth.serve import anthropic_api, hearth_api, openai_api
 
     settings = settings or config.settings()
     mcp_app = _mcp_app(settings) if mcp else None
@@ -149,6 +153,7 @@ def create_app(
     app.state.jobs = manager()
     errors.install(app)
     app.include_router(openai_api.router)
+    app.include_router(anthropic_api.router)
     app.include_router(hearth_api.router)
 
     @app.get("/health", tags=["server"])
