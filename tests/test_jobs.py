@@ -13,7 +13,7 @@ import pytest
 
 from hearth.errors import HearthError, NotFound
 from hearth.jobs import Event, Job, JobManager, start_eval, start_training, start_tuning
-from hearth.jobs.child import LOG, run_in_child
+from hearth.jobs.child import LOG, run_in_child, signal_group
 from hearth.train.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,14 @@ TINY = [  # the scratch-tiny recipe, logging every step, quiet
 def _child_job(jobs: JobManager, mode: str) -> tuple[Job, Run]:
     run = Run.create("test", mode)
     return jobs.start("test", mode, lambda job: run_in_child(job, run, {"kind": mode}, command=[*CHILD, mode])), run
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _gone(pgid: int) -> bool:
@@ -109,6 +117,40 @@ def test_shutdown_stops_running_children(home: Path) -> None:
     next(e for e in job.follow(poll=0.2) if e.type == "progress")
     jobs.shutdown()  # what the server's exit runs: its children live in their own sessions
     assert job.status == "cancelled" and _gone(job.pid)
+
+
+def test_a_child_dies_with_a_killed_server(home: Path) -> None:
+    """kill -9 of the process running the job manager (no atexit runs) still ends the job's child."""
+    import signal
+    import subprocess
+    import time
+
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST.format(child=CHILD)], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    child = int(host.stdout.readline())  # the host prints the child's pid once it has started
+    assert not _gone(child)
+    host.send_signal(signal.SIGKILL)
+    host.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(child)
+    signal_group(child, signal.SIGKILL)  # what the child started outlives it (only the child is tied to the host)
+    assert not alive
+
+
+HOST = """
+import time
+from hearth.jobs import JobManager
+from hearth.jobs.child import run_in_child
+from hearth.train.runs import Run
+run = Run.create("test", "host")
+job = JobManager().start("test", "hang", lambda job: run_in_child(job, run, {{}}, command={child} + ["hang"]))
+next(e for e in job.follow(poll=0.1) if e.type == "progress")
+print(job.pid, flush=True)
+time.sleep(600)
+"""
 
 
 def test_bad_recipes_fail_the_request_not_the_job(home: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from hearth import paths
 from hearth.errors import HearthError
 from hearth.jobs.manager import Cancelled, Job
+from hearth.models.engine import _die_with_parent as die_with_parent
 from hearth.progress import Event
 from hearth.train.runs import Run
 
@@ -95,6 +96,9 @@ def run_in_child(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # its own process group: cancel reaches everything it starts
+            # Killed with this thread's process, even by kill -9 (the way the engines are tied to Hearth);
+            # the thread lives exactly as long as the child, waiting for it.
+            preexec_fn=die_with_parent(os.getpid()),
         )
     job.pid = proc.pid
     progress = Tail(run.root / PROGRESS)
