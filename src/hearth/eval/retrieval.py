@@ -162,11 +162,11 @@ def evaluate(
 
     qa = read_qa(Path(qa_file))
     coll = opened(name, settings)
-    limit = threshold(name, settings)
     per_question = []
     for i, gold in enumerate(qa):
         res = search_collection(coll, gold["question"][:2000], k, mode=mode, threshold=0.0)
         rel = first_only([1 if is_relevant(r.source, r.text, gold) else 0 for r in res.results])
+        limit = threshold(name, settings, gold["question"])
         refused = mode != "text" and limit > 0 and (res.top_similarity or 0.0) < limit
         per_question.append(
             {

@@ -58,8 +58,9 @@ class CollectionStats:
     chunks: int
     bytes_on_disk: int
     created: str
-    threshold: float  # dense similarity under which a search answers "not found"
+    threshold: float  # dense similarity under which a search answers "not found" (English questions)
     threshold_source: str  # calibrated (at the last ingest), setting (kb.score_threshold), or none
+    threshold_cjk: float  # ...and for Chinese (CJK) questions
     fragments: int | None = None  # store fragments (LanceDB), where the engine has them
 
 
@@ -266,12 +267,13 @@ def list_collections() -> list[CollectionMeta]:
     return out
 
 
-def threshold(name: str, settings: Settings) -> float:
-    """The similarity under which a search of ``name`` answers "not found" (0 = none): the calibrated
-    value, or ``kb.score_threshold`` when that is set. ``search`` applies it unless told otherwise."""
+def threshold(name: str, settings: Settings, query: str = "") -> float:
+    """The similarity under which a search of ``name`` for ``query`` answers "not found" (0 = none):
+    the value calibrated for the query's language (English when no query is given), or
+    ``kb.score_threshold`` when that is set. ``search`` applies it unless told otherwise."""
     from hearth.kb import calibrate
 
-    return calibrate.threshold_of(opened(name, settings), settings.kb)
+    return calibrate.threshold_of(opened(name, settings), settings.kb, query=query)
 
 
 def stats(name: str, *, settings: Settings) -> CollectionStats:
@@ -279,6 +281,7 @@ def stats(name: str, *, settings: Settings) -> CollectionStats:
 
     coll = opened(name, settings)
     value = calibrate.threshold_of(coll, settings.kb)
+    value_cjk = calibrate.threshold_of(coll, settings.kb, query="中文")
     source = "setting" if settings.kb.score_threshold > 0 else "calibrated" if value > 0 else "none"
     fragments = getattr(coll.store, "fragments", None)
     manifest = Manifest(coll.dir)  # fresh from disk: a writer in another process may have added to it
@@ -293,6 +296,7 @@ def stats(name: str, *, settings: Settings) -> CollectionStats:
         created=coll.meta.created,
         threshold=value,
         threshold_source=source,
+        threshold_cjk=value_cjk,
         fragments=fragments() if fragments is not None else None,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
+import os
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -86,25 +87,42 @@ def collect_files(
     """Files under ``paths`` (folders recursively) with a supported suffix, filtered by globs.
 
     Globs match the path relative to the folder given (``docs/*.md``, ``**/drafts/**``) or the file name.
+    Inside a folder, symbolic links are followed only to files inside that folder: a link to
+    ``/etc/passwd`` or a link loop is reported as failed and its target is never read. Linked
+    folders are not entered. Returns (files, failed as (path, reason)).
     """
     files: list[Path] = []
-    missing: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     for p in map(Path, paths):
         p = p.expanduser()
         if p.is_file():
             files.append(p)
         elif p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if not f.is_file() or f.suffix.lower() not in SUFFIXES:
+            root = p.resolve()
+            for f in sorted(_walk(p)):
+                if f.suffix.lower() not in SUFFIXES:
                     continue
                 rel = f.relative_to(p).as_posix()
                 if include and not _matches(rel, f.name, include):
                     continue
                 if exclude and _matches(rel, f.name, exclude):
                     continue
+                if f.is_symlink():
+                    try:
+                        target = f.resolve(strict=True)
+                    except (OSError, RuntimeError):
+                        failed.append((str(f), "a symbolic link that loops or points nowhere"))
+                        continue
+                    if not target.is_relative_to(root):
+                        failed.append((str(f), f"a symbolic link to a file outside {p} (not read)"))
+                        continue
+                    if not target.is_file():
+                        continue
+                elif not f.is_file():
+                    continue
                 files.append(f)
         else:
-            missing.append((str(p), "no such file or folder"))
+            failed.append((str(p), "no such file or folder"))
     seen: set[str] = set()
     unique = []
     for f in files:
@@ -112,7 +130,14 @@ def collect_files(
         if key not in seen:
             seen.add(key)
             unique.append(f)
-    return unique, missing
+    return unique, failed
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Every entry under ``folder`` that is not a directory, without entering linked directories."""
+    for dirpath, _dirs, names in os.walk(folder, followlinks=False):
+        for name in names:
+            yield Path(dirpath) / name
 
 
 def _matches(rel: str, name: str, globs: Iterable[str]) -> bool:
@@ -207,10 +232,7 @@ def _add_locked(
                 digest = hashlib.sha256(data).hexdigest()
                 old = coll.manifest.docs.get(doc_id)
                 if old is not None and old.content_hash == digest and old.embedder == emb.id:
-                    report.unchanged.append(source)
-                    done += 1
-                    emit(event("skip", source, "unchanged"))
-                    continue
+                    raise _Unchanged
                 doc = parse_file(path, data)
                 chunks = chunk_document(doc, emb.count_tokens, coll.meta.chunk_tokens, coll.meta.chunk_overlap)
                 if not chunks:
@@ -223,8 +245,16 @@ def _add_locked(
                     raise KBError(
                         f"{path.name}: the embedder returned invalid numbers", "check the embedder (kb.embedder)"
                     )
-            except (DataError, KBError, OSError) as exc:
-                reason = exc.message if isinstance(exc, DataError | KBError) else f"{type(exc).__name__}: {exc}"
+            except _Unchanged:
+                report.unchanged.append(source)
+                done += 1
+                emit(event("skip", source, "unchanged"))  # outside the catch-all below: a cancel stops the job
+                continue
+            except Exception as exc:  # one bad file never stops the ingest: it is reported with its reason
+                if isinstance(exc, DataError | KBError):
+                    reason = exc.message
+                else:
+                    reason = f"cannot read it ({type(exc).__name__}: {str(exc)[:200]})"
                 report.failed.append((source, reason))
                 done += 1
                 emit(event("fail", source, reason))
@@ -304,6 +334,10 @@ def _add_locked(
         event("done", message=f"{len(report.added)} added, {len(report.updated)} updated, {len(report.failed)} failed")
     )
     return report
+
+
+class _Unchanged(Exception):
+    """The file's bytes and embedder match the stored version: nothing to do."""
 
 
 def _pending_ids(entries: list[DocEntry]) -> set[str]:

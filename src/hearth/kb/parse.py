@@ -3,8 +3,10 @@
 A section is a run of text under one heading path (``("Guide", "Install")``) and, for PDFs, one page.
 The chunker never merges sections, so every chunk knows its heading path and page. Encodings are
 detected (UTF-8, UTF-16, GBK/GB18030, Big5, Latin-1 ...) because Chinese companies still keep many
-files in GB encodings. Every failure raises ``DataError`` with the reason, so the ingest job can report
-it and go on with the rest of the batch.
+files in GB encodings; a Western text that is not UTF-8 is read as Windows-1252 (the superset of
+Latin-1) when that decodes it. Every failure raises ``DataError`` with the reason, so the ingest job
+can report it and go on with the rest of the batch; hostile files (zip bombs in .docx, PDF streams
+that expand without end, one 10 MB line, HTML nested thousands deep) are refused with a reason too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ TEXT_SUFFIXES = {".txt", ".text", ".log", ".csv", ".tsv", ".rst"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+DOCX_MAX_UNZIPPED = 256 * 1024 * 1024  # a .docx expanding beyond this is a zip bomb, not a document
+MAX_LINE_CHARS = 1_000_000  # one line longer than this is a data dump (minified JSON, a log blob), not prose
+MAX_HTML_DEPTH = 256  # browsers cap nesting near here too; deeper trees are generated, not written
+# single-byte code pages charset-normalizer may name for Western text; Windows-1252 reads them right
+_WESTERN = ("cp125", "iso8859", "latin", "mac_", "cp437", "cp850", "koi8", "tis_620", "windows-125")
 
 
 @dataclass
@@ -58,9 +65,9 @@ def parse_file(path: Path, data: bytes | None = None) -> ParsedDoc:
     elif suffix in HTML_SUFFIXES:
         doc = parse_html(decode_text(data, path.name), path.stem)
     elif suffix in MARKDOWN_SUFFIXES:
-        doc = parse_markdown(decode_text(data, path.name), path.stem)
+        doc = parse_markdown(_check_lines(decode_text(data, path.name), path.name), path.stem)
     else:
-        doc = parse_text(decode_text(data, path.name), path.stem)
+        doc = parse_text(_check_lines(decode_text(data, path.name), path.name), path.stem)
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:
         raise DataError(
@@ -102,10 +109,32 @@ def decode_text(data: bytes, name: str = "file") -> str:
     # both and decodes every valid GBK file, so prefer it whenever a Chinese GB codec was detected.
     if encoding in {"gb2312", "gbk", "gb18030", "hz"}:
         encoding = "gb18030"
+    elif encoding.startswith(_WESTERN) and _decodes(data, "cp1252"):
+        # a short Latin-1 file ("Café naïve") is often named cp1250 or mac_roman ("Café naďve");
+        # Western European text is far more common, and cp1252 reads Latin-1 letters right
+        encoding = "cp1252"
     text = data.decode(encoding, errors="replace")
     if _control_ratio(text) > 0.05:
         raise DataError(
             f"{name}: looks like a binary file, not text", "check the file; rename it if its suffix is wrong"
+        )
+    return text
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_lines(text: str, name: str) -> str:
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    if longest > MAX_LINE_CHARS:
+        raise DataError(
+            f"{name}: one line is {longest:,} characters long (over {MAX_LINE_CHARS:,}): data, not prose",
+            "convert it to text with line breaks (or leave it out of the knowledge base)",
         )
     return text
 
@@ -171,6 +200,10 @@ def parse_html(html: str, stem: str) -> ParsedDoc:
     """Walk the DOM in order: h1–h6 set the heading path, block elements break lines, scripts are dropped."""
     from selectolax.lexbor import LexborHTMLParser
 
+    if _nesting(html) > MAX_HTML_DEPTH:
+        raise DataError(
+            f"{stem}: HTML nested over {MAX_HTML_DEPTH} elements deep", "a generated or hostile page; save it as text"
+        )
     tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node else ""
@@ -213,6 +246,38 @@ def parse_html(html: str, stem: str) -> ParsedDoc:
     return ParsedDoc(title=title or stem, kind="html", sections=sections)
 
 
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+_VOID = {
+    "br",
+    "hr",
+    "img",
+    "input",
+    "meta",
+    "link",
+    "area",
+    "base",
+    "col",
+    "embed",
+    "source",
+    "track",
+    "wbr",
+    "p",
+    "li",
+}
+
+
+def _nesting(html: str) -> int:
+    """Deepest element nesting, counted from the tags (void and auto-closing tags do not nest)."""
+    depth = deepest = 0
+    for m in _TAG.finditer(html):
+        closing, tag, self_closing = m.group(1), m.group(2).lower(), m.group(3)
+        if tag in _VOID or self_closing:
+            continue
+        depth = max(0, depth - 1) if closing else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _inside_heading(node: object) -> bool:
     parent = getattr(node, "parent", None)
     while parent is not None:
@@ -225,7 +290,7 @@ def _inside_heading(node: object) -> bool:
 def parse_pdf(data: bytes, stem: str) -> ParsedDoc:
     """One section per page; encrypted PDFs are opened with the empty password or refused."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -249,7 +314,12 @@ def parse_pdf(data: bytes, stem: str) -> ParsedDoc:
             sections.append(Section(text.strip(), (), number))
     except DataError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except LimitReachedError as exc:
+        raise DataError(
+            f"{stem}.pdf: a stream in the PDF expands beyond pypdf's safety limit ({exc})",
+            "a damaged or hostile PDF; print it to a new PDF and add that",
+        ) from None
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise DataError(
             f"{stem}.pdf: cannot read the PDF ({exc})", "the file may be truncated or damaged; export it again"
         ) from None
@@ -261,12 +331,24 @@ def parse_docx(data: bytes, stem: str) -> ParsedDoc:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from lxml.etree import LxmlError
 
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unzipped = sum(info.file_size for info in archive.infolist())
+        if unzipped > DOCX_MAX_UNZIPPED:
+            raise DataError(
+                f"{stem}.docx: expands to {unzipped / 1e6:,.0f} MB (over {DOCX_MAX_UNZIPPED // 2**20} MB): a zip bomb",
+                "a hostile or broken file; open it in Word and save a new copy",
+            )
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, PackageNotFoundError, LxmlError, KeyError, ValueError) as exc:
         raise DataError(
-            f"{stem}.docx: cannot read the Word file ({exc})", "the file may be damaged; save it again from Word"
+            f"{stem}.docx: cannot read the Word file ({type(exc).__name__}: {str(exc)[:200]})",
+            "the file may be damaged; save it again from Word",
         ) from None
     title = (document.core_properties.title or "").strip()
     stack: list[tuple[int, str]] = []

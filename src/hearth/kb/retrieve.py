@@ -192,7 +192,7 @@ def search_collection(
         raise KBError(f"unknown search mode '{mode}'", "use hybrid, dense or text")
     cal = calibrate.read(coll)
     if threshold is None:
-        threshold = calibrate.threshold_of(coll, cfg, cal)
+        threshold = calibrate.threshold_of(coll, cfg, cal, query)
     vector = coll.embedder.embed([query], kind="query")[0] if mode in ("hybrid", "dense") else None
     tokens = query_tokens(query) if mode in ("hybrid", "text") else None
     result = rank(
