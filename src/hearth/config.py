@@ -52,6 +52,9 @@ class GenerationSettings(Section):
 
 
 class RemoteBackend(Section):
+    kind: Literal["openai", "anthropic"] = Field(
+        "openai", description="the API it speaks: openai (/v1/chat/completions) or anthropic (/v1/messages, Claude)"
+    )
     base_url: str = Field(description="an OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama)")
     model: str = Field(description="the model name that server knows")
     api_key: str | None = Field(None, description="the key, or leave empty and set api_key_env")

@@ -5,6 +5,10 @@ errors. Greedy decoding, so an answer can be compared with the OpenAI face's ans
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +182,101 @@ def test_errors_have_anthropic_shape(client: anthropic.Anthropic, server: Any) -
     ]:
         r = httpx.post(server.url + "/v1/messages", json=body, headers=headers_, timeout=30)
         assert r.status_code == status and r.json()["error"]["type"] == kind, r.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Anthropic as a backend: `kind: anthropic` pointed at this server's /v1/messages (no hosted API here)
+
+
+@pytest.fixture(scope="module")
+def claude(server: Any) -> Any:
+    """Client-side settings whose `remote:claude` is this server's /v1/messages."""
+    from hearth import config
+
+    settings = config.settings()
+    settings.generation.temperature = 0.0
+    settings.backends = {
+        "claude": config.RemoteBackend(kind="anthropic", base_url=server.url, model="smollm2", api_key=server.key)
+    }
+    return settings
+
+
+def answer(settings: Any, **request: Any) -> tuple[str, Any]:
+    from hearth.agent.engine import ChatRequest, respond
+
+    deltas = list(respond(ChatRequest(**request), settings))
+    return "".join(d.text for d in deltas), deltas[-1]
+
+
+def test_cli_chat_with_remote_claude(server: Any, claude: Any, tmp_path: Path) -> None:
+    local, _ = answer(
+        claude, messages=ASK, model="smollm2", params=claude.generation.model_copy(update={"max_tokens": 8})
+    )
+    (tmp_path / "hearth.yaml").write_text(
+        f"backends:\n  claude:\n    kind: anthropic\n    base_url: {server.url}\n    model: smollm2\n"
+        "    api_key_env: CLAUDE_KEY\n"
+    )
+    chat = ["chat", "-m", "remote:claude", "-t", "0", "--max-tokens", "8", ASK[0]["content"]]
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth.cli.main", "--home", str(tmp_path), *chat],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CLAUDE_KEY": server.key},
+    )
+    assert out.returncode == 0, out.stderr
+    assert local.strip() and local.strip() in out.stdout  # the same greedy answer, by way of /v1/messages
+
+
+def test_grounded_chat_through_claude(claude: Any) -> None:
+    text, last = answer(
+        claude,
+        messages=[{"role": "user", "content": "When is the Zorblax festival held?"}],
+        model="remote:claude",
+        kb=["festival"],
+    )
+    assert "March" in text and last.citations and last.citations[0]["source"].endswith("zorblax.md")
+
+
+def test_tools_and_schema_through_claude(claude: Any) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": WEATHER["name"],
+            "description": WEATHER["description"],
+            "parameters": WEATHER["input_schema"],
+        },
+    }
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    _, last = answer(
+        claude,
+        messages=ask,
+        model="remote:claude",
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    assert last.finish_reason == "tool_calls"
+    call = last.tool_calls[0]
+    assert call["function"]["name"] == "get_weather" and isinstance(
+        json.loads(call["function"]["arguments"])["city"], str
+    )
+    text, last = answer(
+        claude,
+        model="remote:claude",
+        tools=[tool],
+        messages=[
+            *ask,
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 °C"},
+        ],
+    )
+    assert text and not last.tool_calls
+
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    text, _ = answer(
+        claude,
+        messages=ASK,
+        model="remote:claude",
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    assert isinstance(json.loads(text)["colour"], str)

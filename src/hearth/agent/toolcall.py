@@ -223,6 +223,9 @@ def complete_with_tools(
     if hasattr(chat_model, "stream_tools"):  # an API that takes tools itself (Anthropic's)
         yield from chat_model.stream_tools(messages, params, tools, choice, response_format)
         return
+    if hasattr(chat_model, "stream_tools"):  # an API that takes tools itself (Anthropic's)
+        yield from chat_model.stream_tools(messages, params, tools, choice, response_format)
+        return
     if getattr(chat_model, "kind", "") == "remote":
         yield from _remote(chat_model, messages, params, tools, choice, response_format)
         return
