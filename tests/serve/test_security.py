@@ -34,6 +34,7 @@ def server(serve_home: Path, server_cls: Any) -> Iterator[Any]:
     settings.server.max_body_mb = 1
     settings.server.max_upload_mb = 2
     settings.server.max_embedding_tokens = 2000
+    settings.server.allowed_hosts = ["hearth.lan"]
     docs = serve_home / "docs"
     docs.mkdir()
     for kb, text in (("public", PUBLIC), ("hr", SECRET)):
@@ -262,6 +263,17 @@ def test_cross_origin_sign_in_is_refused(server: Any, admin: str) -> None:
     r = httpx.post(server.url + "/login", data={"key": admin, "next": "/ui"}, headers={"Origin": "http://evil.example"})
     refused(r, 403)
     assert "hearth_key" not in r.headers.get("set-cookie", "")
+
+
+def test_a_listed_host_name_is_served_with_its_own_origin(server: Any, scoped: str) -> None:
+    headers = {**bearer(scoped), "Host": f"hearth.lan:{server.port}", "Origin": f"http://hearth.lan:{server.port}"}
+    assert (
+        httpx.post(server.url + "/api/kb/public/search", json={"query": "picnic"}, headers=headers).status_code == 200
+    )
+    proxied = {**bearer(scoped), "X-Forwarded-Host": "hearth.example", "Origin": "https://hearth.example"}
+    assert (
+        httpx.post(server.url + "/api/kb/public/search", json={"query": "picnic"}, headers=proxied).status_code == 200
+    )
 
 
 def test_same_origin_post_is_served(server: Any, scoped: str) -> None:

@@ -24,8 +24,8 @@ def server(serve_home: Path, server_cls: Any) -> Iterator[Any]:
 
     settings = config.settings()
     settings.server.require_keys = True
-    create("public")
-    create("secret")
+    create("public", settings=settings)
+    create("secret", settings=settings)
     # max_pending=2: one decoding + one waiting, the third is refused
     with server_cls(create_app(settings, mcp=False, ui=True, max_pending=2)) as s:
         yield s
@@ -74,8 +74,10 @@ def test_limited_key_sees_and_searches_only_its_kbs(server: Any, admin: str, lim
     assert {c["name"] for c in httpx.get(server.url + "/api/kb", headers=as_admin).json()} == {"public", "secret"}
     assert [c["name"] for c in httpx.get(server.url + "/api/kb", headers=as_guest).json()] == ["public"]
     r = httpx.post(server.url + "/api/kb/secret/search", json={"query": "anything"}, headers=as_guest)
-    assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
-    assert httpx.get(server.url + "/api/kb/secret", headers=as_guest).status_code == 404
+    # 403 whether or not the kb exists (the same words as on every surface), so nothing is learned
+    assert r.status_code == 403 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert httpx.get(server.url + "/api/kb/secret", headers=as_guest).status_code == 403
+    assert httpx.get(server.url + "/api/kb/no-such-kb", headers=as_guest).status_code == 403
     assert httpx.post(server.url + "/api/kb/public/search", json={"query": "x"}, headers=as_guest).status_code == 200
     guest = openai.OpenAI(base_url=server.url + "/v1", api_key=limited, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):

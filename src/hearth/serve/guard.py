@@ -78,12 +78,18 @@ def host_allowed(host: str, server: config.ServerSettings) -> bool:
     )
 
 
-def origin_allowed(origin: str, host_header: str, server: config.ServerSettings) -> bool:
-    """Same origin as the request's Host, or one the admin listed in ``server.cors_origins``."""
+def origin_allowed(origin: str, host_header: str, forwarded_host: str, server: config.ServerSettings) -> bool:
+    """Same origin as the request's Host (or the Host a reverse proxy forwarded), a name the admin listed
+    in ``server.allowed_hosts``, or an origin listed in ``server.cors_origins``."""
     if origin in server.cors_origins or "*" in server.cors_origins:
         return True
-    parts = urlsplit(origin)
-    return origin != "null" and bool(parts.netloc) and parts.netloc.lower() == host_header.strip().lower()
+    netloc = urlsplit(origin).netloc.lower()
+    if origin == "null" or not netloc:
+        return False
+    # A page cannot set X-Forwarded-Host on a cross-site request without a CORS preflight, which fails.
+    same = {host_header.strip().lower(), forwarded_host.strip().lower()} - {""}
+    named = {h.lower() for h in server.allowed_hosts} - {"*"}
+    return netloc in same or split_host(netloc) in named
 
 
 class Guard:
@@ -118,7 +124,8 @@ class Guard:
             )
         origin = headers.get("origin")
         unsafe = scope["type"] == "websocket" or scope.get("method", "GET") not in SAFE_METHODS
-        if origin is not None and unsafe and not origin_allowed(origin, host_header, self.server):
+        forwarded = headers.get("x-forwarded-host", "")
+        if origin is not None and unsafe and not origin_allowed(origin, host_header, forwarded, self.server):
             raise CrossOrigin(
                 f"a page from {origin} may not send requests here",
                 "open Hearth's own UI, or list the page's origin in server.cors_origins in hearth.yaml",
