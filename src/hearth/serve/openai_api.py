@@ -27,7 +27,7 @@ from hearth.agent.engine import ChatRequest, respond
 from hearth.errors import GenerationError, ModelNotFound
 from hearth.models import backends, catalog, stream
 from hearth.models.stream import Delta
-from hearth.serve import errors
+from hearth.serve import errors, limits
 from hearth.serve.queue import GenerationQueue
 
 PING_SECONDS = 15  # a comment line this often keeps proxies from closing a long, quiet stream
@@ -174,6 +174,9 @@ def chat_request(req: ChatCompletionRequest, settings: config.Settings) -> ChatR
 async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
     settings: config.Settings = request.app.state.settings
     queue: GenerationQueue = request.app.state.queue
+    limits.check_timeout(req.timeout, queue.timeout)
+    limits.check_top_k(req.hearth.top_k if req.hearth else None, settings)
+    limits.check_schemas(req.response_format, req.tools, settings)
     chat = await run_in_threadpool(chat_request, req, settings)
     reply = await run_in_threadpool(respond, chat, settings, access.of_request(request))
     ticket = queue.admit(req.timeout)
@@ -335,8 +338,10 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> JSONResponse:
         )
     if req.dimensions is not None and req.dimensions != embedder.dim:
         raise GenerationError(f"this embedder makes {embedder.dim}-d vectors", "leave out `dimensions`")
+    limits.check_embedding_inputs(texts, settings)  # before any work: counting tokens takes time too
+    tokens = sum(await run_in_threadpool(embedder.count_tokens, list(texts)))
+    limits.check_embedding_tokens(tokens, settings)
     vectors: np.ndarray = await run_in_threadpool(embedder.embed, list(texts), "passage")
-    tokens = sum(embedder.count_tokens(list(texts)))
     data = []
     for i, row in enumerate(vectors):
         row = np.asarray(row, dtype="<f4")
