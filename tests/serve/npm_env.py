@@ -18,30 +18,32 @@ from filelock import FileLock
 
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
-MIN_NODE = 20
+MIN_NODE = (20, 0)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def node_major() -> int:
+def node_version() -> tuple[int, int]:
     if NODE is None:
-        return 0
+        return (0, 0)
     out = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True).stdout
-    return int(out.strip().lstrip("v").split(".")[0])
+    major, minor = out.strip().lstrip("v").split(".")[:2]
+    return int(major), int(minor)
 
 
-def missing() -> str | None:
+def missing(least: tuple[int, int] = MIN_NODE) -> str | None:
     """Why the Node tests cannot run here, or None when they can."""
     if NODE is None or NPM is None:
         return "node and npm are not installed (apt-get install nodejs npm); CI runs these tests"
-    if node_major() < MIN_NODE:
-        return f"node {MIN_NODE} or newer is needed (this is {node_major()}); CI runs these tests"
+    if node_version() < least:
+        have = ".".join(map(str, node_version()))
+        return f"node {least[0]}.{least[1]} or newer is needed (this is {have}); CI runs these tests"
     return None
 
 
-def needs_node() -> list[pytest.MarkDecorator]:
+def needs_node(least: tuple[int, int] = MIN_NODE) -> list[pytest.MarkDecorator]:
     """Marks for a module of Node tests: ``node`` (select or deselect with -m), skipped without Node."""
-    reason = missing()
+    reason = missing(least)
     return [pytest.mark.node, pytest.mark.skipif(reason is not None, reason=reason or "")]
 
 

@@ -35,7 +35,7 @@ ARGS = [
 ]
 
 pytestmark = [
-    *needs_node(),
+    *needs_node((20, 19)),  # Vite 8
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make setup)"),
 ]
