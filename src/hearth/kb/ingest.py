@@ -33,6 +33,7 @@ from hearth.kb.store import Row
 
 FLUSH_CHUNKS = 512  # chunks buffered before one store commit (fewer, larger LanceDB fragments)
 FLUSH_SECONDS = 2.0  # ...or this long, so a slow ingest still commits steadily
+COMPACT_EVERY = 64  # commits between compactions of the store during one long ingest
 
 
 @dataclass
@@ -216,6 +217,7 @@ def _add_locked(
         last_flush = time.perf_counter()
 
     seen_sources: set[str] = set()
+    flushes = 0
     try:
         for path in files:
             source = source_of(path)
@@ -307,6 +309,9 @@ def _add_locked(
             emit(event("file", source, f"{len(chunks)} chunks"))
             if len(pending_rows) >= FLUSH_CHUNKS or time.perf_counter() - last_flush > FLUSH_SECONDS:
                 flush()
+                flushes += 1
+                if flushes % COMPACT_EVERY == 0:
+                    coll.store.optimize()  # a long ingest stays searchable at full speed while it runs
                 emit(event("commit"))
         flush()
 

@@ -103,6 +103,10 @@ class LanceStore:
             return
         indices = {ix.name: ix for ix in self._table.list_indices()}
         n = self._table.count_rows()
+        if n:
+            # compaction first: every add() is a fragment, and a first ingest of 1,027 files left 290 of
+            # them (hybrid 56 ms/query) when only the index was built; compacted, 23 ms
+            self._table.optimize()
         if n and not any("tokens" in ix.columns for ix in indices.values()):
             self._table.create_fts_index(
                 "tokens",
@@ -114,7 +118,7 @@ class LanceStore:
                 replace=True,
             )
         elif n:
-            self._table.optimize()  # appends new rows to existing indexes, compacts small fragments
+            self._table.optimize()  # appends the new rows to the existing indexes
         if n >= INDEX_MIN_ROWS and not any("vector" in ix.columns for ix in indices.values()):
             self.build_vector_index()
         self._dirty = False
