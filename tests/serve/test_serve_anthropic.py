@@ -179,6 +179,12 @@ def test_errors_have_anthropic_shape(client: anthropic.Anthropic, server: Any) -
         ),  # no max_tokens
         ({"model": "smollm2", "max_tokens": 5, "messages": ASK}, headers, 400, "invalid_request_error"),
         ({"model": "smollm2", "max_tokens": 5, "messages": ASK}, {}, 401, "authentication_error"),
+        (  # the server's limits hold here as on /v1/chat/completions
+            {"model": "smollm2", "max_tokens": 5, "messages": ASK, "hearth": {"kb": ["festival"], "top_k": 10_000}},
+            {"x-api-key": server.key},
+            400,
+            "invalid_request_error",
+        ),
     ]:
         r = httpx.post(server.url + "/v1/messages", json=body, headers=headers_, timeout=30)
         assert r.status_code == status and r.json()["error"]["type"] == kind, r.text

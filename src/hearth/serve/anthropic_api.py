@@ -31,7 +31,7 @@ from hearth.agent.engine import ChatRequest, respond
 from hearth.errors import GenerationError
 from hearth.models import stream
 from hearth.models.stream import Delta, Usage
-from hearth.serve import errors
+from hearth.serve import errors, limits
 from hearth.serve.openai_api import PING_SECONDS, HearthOptions, chat_model
 from hearth.serve.queue import GenerationQueue
 
@@ -350,6 +350,9 @@ async def messages(req: MessagesRequest, request: Request) -> Any:
     check_version(request)
     settings: config.Settings = request.app.state.settings
     queue: GenerationQueue = request.app.state.queue
+    limits.check_timeout(req.timeout, queue.timeout)  # the same limits as on /v1/chat/completions
+    limits.check_top_k(req.hearth.top_k if req.hearth else None, settings)
+    limits.check_schemas(None, req.tools, settings)
     chat = await run_in_threadpool(chat_request, req, settings)
     reply = await run_in_threadpool(respond, chat, settings, access.of_request(request))
     ticket = queue.admit(req.timeout)
