@@ -9,8 +9,8 @@ claims, and writes ``docs/results/architectures/``:
 2. decoding cost as the context grows: time and memory per new token, each model on its own decode path
    (the recurrent ones step from their carried state; the Transformer and CNN re-read the context, as
    ``hearth chat`` runs them);
-3. a long-range task: the one value token in a noisy sequence must be recalled at the end, across a gap of
-   g tokens; accuracy against g.
+3. a long-range task: a sequence starts with a value token and goes on with noise; at every later position
+   the model must name the value, g tokens after it appeared; accuracy against g.
 
 Every number in the report is written by this module from these measurements.
 """
@@ -59,16 +59,16 @@ class ArchSpec(Section):
 
 
 class RecallConfig(Section):
-    """The long-range task: [noise … value … noise × gap … QUERY] → value."""
+    """The long-range task: a value token, then noise; every later position must name that value."""
 
-    max_gap: int = Field(120, ge=2, description="longest gap trained on; sequences are max_gap + 8 tokens long")
+    max_gap: int = Field(48, ge=2, description="longest gap measured; sequences are max_gap + 8 tokens long")
     eval_gaps: list[int] = Field(
         default_factory=lambda: [4, 16, 32, 64, 96, 120], description="gaps whose accuracy is measured"
     )
     noise_tokens: int = Field(16, ge=2, description="distinct filler tokens")
     value_tokens: int = Field(8, ge=2, description="distinct values to recall (chance = 1 / this)")
-    train_examples: int = Field(4096, ge=16, description="training sequences (gaps uniform in 1..max_gap)")
-    eval_examples: int = Field(128, ge=8, description="test sequences per gap")
+    train_examples: int = Field(4096, ge=16, description="training sequences")
+    eval_examples: int = Field(128, ge=8, description="test sequences (every gap is read from each)")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
@@ -109,21 +109,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Compare
 
 def matched_model(base: ModelConfig, spec: ArchSpec, vocab_size: int, target: int) -> ModelConfig:
     """The model config for ``spec`` whose parameter count is nearest ``target`` (width in steps of 4)."""
-    best: tuple[int, ModelConfig] | None = None
-    for width in range(8, 1025, 4):
-        if spec.arch == "transformer" and width % base.num_heads:
-            continue
-        cfg = base.model_copy(
+    step = 4 if spec.arch != "transformer" else math.lcm(4, base.num_heads)
+    widths = list(range(step, 2049, step))
+
+    def config(width: int) -> ModelConfig:
+        return base.model_copy(
             update={"arch": spec.arch, "num_layers": spec.num_layers, "hidden_size": width, "vocab_size": vocab_size}
         )
-        with torch.device("meta"):  # counting only: no memory, no initialisation
-            count = build_model(cfg).num_parameters()
-        if best is None or abs(count - target) < abs(best[0] - target):
-            best = (count, cfg)
-        if count > target:
-            break
-    assert best is not None
-    return best[1]
+
+    def count(width: int) -> int:
+        return build_model(config(width)).num_parameters()  # milliseconds at these sizes
+
+    # The count grows with the width: bisect for the first width at or above the target, then take the nearer.
+    lo, hi = 0, len(widths) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(widths[mid]) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = widths[max(0, lo - 1) : lo + 1]
+    return config(min(candidates, key=lambda w: abs(count(w) - target)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,16 +232,17 @@ def inference(cfg: CompareConfig, lm: dict[str, Any], progress: Callable[[str], 
 # 3. the long-range task
 
 
-def recall_example(gap: int, length: int, rc: RecallConfig, rng: random.Random) -> dict[str, torch.Tensor]:
-    """[noise … v, noise × gap, QUERY, v]: only the last token (the answer) carries a label."""
-    query = rc.noise_tokens + rc.value_tokens  # token ids: noise 0..n-1, values n..n+v-1, then QUERY
+def recall_example(position: int, length: int, rc: RecallConfig, rng: random.Random) -> dict[str, torch.Tensor]:
+    """Noise with one value token at ``position``; every later prediction's label is that value.
+
+    Token ids: noise 0..noise_tokens-1, values after them. The prediction made at position t (it sees the
+    tokens up to t) is labelled at t + 1, so the model answers g = t - position tokens after the value."""
     value = rc.noise_tokens + rng.randrange(rc.value_tokens)
     seq = [rng.randrange(rc.noise_tokens) for _ in range(length)]
-    seq[length - 3 - gap] = value  # gap tokens lie between the value and the query
-    seq[length - 2], seq[length - 1] = query, value
+    seq[position] = value
     ids = torch.tensor(seq)
     labels = torch.full_like(ids, IGNORE_INDEX)
-    labels[-1] = value
+    labels[position + 1 :] = value
     return {"input_ids": ids, "labels": labels}
 
 
@@ -243,9 +250,10 @@ def long_range(cfg: CompareConfig, lm: dict[str, Any], progress: Callable[[str],
     rc = cfg.recall
     length = rc.max_gap + 8
     rng = random.Random(rc.training.seed)
-    train_set = [recall_example(rng.randint(1, rc.max_gap), length, rc, rng) for _ in range(rc.train_examples)]
-    tests = {g: [recall_example(g, length, rc, rng) for _ in range(rc.eval_examples)] for g in rc.eval_gaps}
-    vocab = rc.noise_tokens + rc.value_tokens + 1
+    start = 0  # the value comes first: the gap is the position, and every gap is read from each sequence
+    train_set = [recall_example(start, length, rc, rng) for _ in range(rc.train_examples)]
+    test = torch.stack([recall_example(start, length, rc, rng)["input_ids"] for _ in range(rc.eval_examples)])
+    vocab = rc.noise_tokens + rc.value_tokens
     results = {}
     for spec in cfg.architectures:
         progress(f"long-range recall: {spec.arch}")
@@ -259,12 +267,9 @@ def long_range(cfg: CompareConfig, lm: dict[str, Any], progress: Callable[[str],
         run.write_meta(parameters=model.num_parameters(), arch=spec.arch)
         result = train(model, run, rc.training, train_set)
         model.eval()
-        accuracy = {}
         with torch.inference_mode():
-            for gap, examples in tests.items():
-                ids = torch.stack([e["input_ids"] for e in examples])
-                guess = model(input_ids=ids[:, :-1], logits_to_keep=1).logits[:, -1].argmax(-1)
-                accuracy[gap] = float((guess == ids[:, -1]).float().mean())
+            guess = model(input_ids=test).logits.argmax(-1)  # (examples, length)
+        accuracy = {g: float((guess[:, start + g] == test[:, start]).float().mean()) for g in rc.eval_gaps}
         results[spec.arch] = {
             "run": run.id,
             "parameters": model.num_parameters(),
@@ -369,7 +374,7 @@ def _plots(data: dict[str, Any], out: Path) -> None:
         gaps = [int(g) for g in row["accuracy"]]
         ax.plot(gaps, list(row["accuracy"].values()), marker="o", color=COLORS.get(arch), label=_label(arch))
     ax.axhline(data["chance"], color="gray", ls="--", lw=1, label="chance")
-    ax.set(xlabel="gap between the value and the query (tokens)", ylabel="recall accuracy", ylim=(-0.02, 1.02))
+    ax.set(xlabel="gap: tokens since the value appeared", ylabel="recall accuracy", ylim=(-0.02, 1.02))
     ax.set_title("Long-range recall: accuracy vs gap")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -457,12 +462,13 @@ def _markdown(cfg: CompareConfig, data: dict[str, Any]) -> str:
         "",
         "![recall accuracy against the gap](recall_vs_gap.png)",
         "",
-        f"Each sequence is {rc.max_gap + 8} tokens of noise (one of {rc.noise_tokens} filler tokens) with one "
-        f"value token (one of {rc.value_tokens}) somewhere in it and a QUERY token at the end; the model must "
-        f"answer the value. Trained on {rc.train_examples:,} sequences with gaps uniform in 1..{rc.max_gap} "
-        f"({rc.training.max_steps} steps × batch {rc.training.batch_size}, loss on the answer only), through "
-        f"the same loop; tested on {rc.eval_examples} fresh sequences per gap. Chance is "
-        f"{1 / rc.value_tokens:.1%}.",
+        f"Each sequence is a value token (one of {rc.value_tokens}) followed by {rc.max_gap + 7} tokens of noise "
+        f"(from {rc.noise_tokens} filler tokens); at every position the model must name the value, g tokens "
+        f"after it appeared. Trained on {rc.train_examples:,} sequences "
+        f"({rc.training.max_steps} steps × batch {rc.training.batch_size}; loss only where a value is to be "
+        f"named), through the same loop; tested on {rc.eval_examples} fresh sequences, each read at every gap. "
+        f"Chance is {1 / rc.value_tokens:.1%}. The CNN sees the last "
+        f"{_receptive_field(cfg)} tokens, so it cannot answer beyond that gap.",
         "",
         "| architecture | params | " + " | ".join(f"gap {g}" for g in rc.eval_gaps) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in rc.eval_gaps) + " |",
@@ -474,6 +480,13 @@ def _markdown(cfg: CompareConfig, data: dict[str, Any]) -> str:
         )
     lines += ["", *_findings(cfg, data), ""]
     return "\n".join(lines)
+
+
+def _receptive_field(cfg: CompareConfig) -> str:
+    layers = [a.num_layers for a in cfg.architectures if a.arch == "cnn"]
+    if not layers:
+        return "—"
+    return str(1 + (cfg.base.model.kernel_size - 1) * (2 ** layers[0] - 1))
 
 
 def _findings(cfg: CompareConfig, data: dict[str, Any]) -> list[str]:
