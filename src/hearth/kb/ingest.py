@@ -262,47 +262,56 @@ def _add_locked(
                 emit(event("fail", source, reason))
                 continue
 
-            if old is not None or doc_id in _pending_ids(pending_entries):
-                flush()  # the old version's journal entry must not outlive its chunks
-                coll.store.delete_docs([doc_id])
-                report.updated.append(source)
-            else:
-                report.added.append(source)
             mtime = dt.date.fromtimestamp(path.stat().st_mtime)
             tag_str = "," + ",".join(tags) + "," if tags else ""
-            for c, v, t in zip(chunks, vectors, embed_texts, strict=True):
-                pending_rows.append(
-                    Row(
-                        id=f"{doc_id}:{c.index}",
-                        doc_id=doc_id,
-                        source=source,
-                        title=doc.title,
-                        headings=" > ".join(c.headings),
-                        page=c.page or 0,
-                        chunk_index=c.index,
-                        text=c.text,
-                        tokens=tokenize(doc.title + " " + t),
-                        tags=tag_str,
-                        date=mtime.year * 10000 + mtime.month * 100 + mtime.day,
-                        content_hash=digest,
-                        embedder=emb.id,
-                        vector=v,
-                    )
-                )
-            pending_entries.append(
-                DocEntry(
+            doc_rows = [
+                Row(
+                    id=f"{doc_id}:{c.index}",
                     doc_id=doc_id,
                     source=source,
+                    title=doc.title,
+                    headings=" > ".join(c.headings),
+                    page=c.page or 0,
+                    chunk_index=c.index,
+                    text=c.text,
+                    tokens=tokenize(doc.title + " " + t),
+                    tags=tag_str,
+                    date=mtime.year * 10000 + mtime.month * 100 + mtime.day,
                     content_hash=digest,
                     embedder=emb.id,
-                    n_chunks=len(chunks),
-                    title=doc.title,
-                    size=size,
-                    added=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    tags=list(tags),
-                    date=mtime.year * 10000 + mtime.month * 100 + mtime.day,
+                    vector=v,
                 )
+                for c, v, t in zip(chunks, vectors, embed_texts, strict=True)
+            ]
+            entry = DocEntry(
+                doc_id=doc_id,
+                source=source,
+                content_hash=digest,
+                embedder=emb.id,
+                n_chunks=len(chunks),
+                title=doc.title,
+                size=size,
+                added=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                tags=list(tags),
+                date=mtime.year * 10000 + mtime.month * 100 + mtime.day,
             )
+            if old is not None or doc_id in _pending_ids(pending_entries):
+                flush()  # the old version's journal entry must not outlive its chunks
+                replace = getattr(coll.store, "replace_doc", None)
+                if replace is not None:
+                    # one commit swaps the versions: a crash or cancel before it keeps the old one whole
+                    replace(doc_id, doc_rows)
+                    coll.manifest.put([entry])
+                    bump_generation(coll)
+                else:  # engines without an atomic swap: delete, then add with the next commit
+                    coll.store.delete_docs([doc_id])
+                    pending_rows.extend(doc_rows)
+                    pending_entries.append(entry)
+                report.updated.append(source)
+            else:
+                pending_rows.extend(doc_rows)
+                pending_entries.append(entry)
+                report.added.append(source)
             done += 1
             chunks_done += len(chunks)
             report.chunks_added += len(chunks)

@@ -79,6 +79,11 @@ class LanceStore:
     def add(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        # one add() = one Lance commit: a document's chunks appear all at once or not at all
+        self._table.add(self._arrow(rows))
+        self._dirty = True
+
+    def _arrow(self, rows: Sequence[Row]) -> pa.Table:
         cols: dict[str, list] = {name: [] for name in _schema(self.dim).names if name != "vector"}
         for r in rows:
             for name in cols:
@@ -86,8 +91,15 @@ class LanceStore:
         vectors = np.ascontiguousarray(np.stack([r.vector for r in rows]).astype(np.float32))
         arrays = [pa.array(cols[name], type=_schema(self.dim).field(name).type) for name in cols]
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim))
-        # one add() = one Lance commit: a document's chunks appear all at once or not at all
-        self._table.add(pa.Table.from_arrays(arrays, schema=_schema(self.dim)))
+        return pa.Table.from_arrays(arrays, schema=_schema(self.dim))
+
+    def replace_doc(self, doc_id: str, rows: Sequence[Row]) -> None:
+        """Swap a document's chunks for ``rows`` in one commit (readers see the old or the new version)."""
+        self._table.merge_insert(
+            "id"
+        ).when_matched_update_all().when_not_matched_insert_all().when_not_matched_by_source_delete(
+            f"doc_id = '{safe_literal(doc_id)}'"
+        ).execute(self._arrow(rows))
         self._dirty = True
 
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
