@@ -223,9 +223,6 @@ def complete_with_tools(
     if hasattr(chat_model, "stream_tools"):  # an API that takes tools itself (Anthropic's)
         yield from chat_model.stream_tools(messages, params, tools, choice, response_format)
         return
-    if hasattr(chat_model, "stream_tools"):  # an API that takes tools itself (Anthropic's)
-        yield from chat_model.stream_tools(messages, params, tools, choice, response_format)
-        return
     if getattr(chat_model, "kind", "") == "remote":
         yield from _remote(chat_model, messages, params, tools, choice, response_format)
         return
@@ -297,7 +294,7 @@ def _engine(
 ) -> Iterator[Delta]:
     """The same turn on the llama.cpp engine: its template renders the prompt (``/apply-template``),
     and its own JSON-schema grammar constrains forced calls and response formats."""
-    from hearth.models import generate
+    from hearth.models.stream import collect  # no torch on the engine's path
 
     native = "tools" in chat_model.chat_template
     shown = tools if choice != "none" else []
@@ -308,7 +305,7 @@ def _engine(
     prompt = chat_model.render(msgs, shown if native else None)
     if choice == "required" or forced:
         prefix, schema = _forced_call(tools, forced)
-        completion = generate.collect(chat_model.stream(msgs, params, prompt=prompt + prefix, json_schema=schema))
+        completion = collect(chat_model.stream(msgs, params, prompt=prompt + prefix, json_schema=schema))
         yield _call_delta(completion, forced)
         return
     if shown:  # auto: the model may write text or a call; calls are parsed from what it writes
