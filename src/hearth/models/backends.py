@@ -304,11 +304,6 @@ def get_chat_model(
 
                 model = AnthropicChatModel(name, backend)
             else:
-                if backend.kind == "anthropic":
-                from hearth.models.anthropic_backend import AnthropicChatModel
-
-                model = AnthropicChatModel(name, backend)
-            else:
                 model = RemoteChatModel(name, backend)
         elif chosen == "llamacpp":
             model = EngineChatModel(name, engine_spec(ref), settings.engine)
