@@ -80,7 +80,7 @@ def http_url(grounded: Path):  # type: ignore[no-untyped-def]
     from fastapi import FastAPI
 
     # mounted the way `hearth serve` mounts it: a FastAPI app, the MCP app at /mcp, its lifespan run by the host
-    mcp_app = mcp_server.http_app()
+    mcp_app = mcp_server.http_app(config.Settings())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]

@@ -63,11 +63,13 @@ def test_kb_listing_and_access_follow_the_principal(town: Path) -> None:
 
 
 def test_admin_only_handlers_refuse_scoped_keys(town: Path) -> None:
+    from hearth.serve.app import create_app
+
     scoped = gr_request(Principal("partner", admin=False, kbs=frozenset({"town"})))
     with pytest.raises(gr.Error, match="may not train"):
         next(ui.train_start("scratch-shakespeare", 1e-3, 4, 1, 1, 16, 0.0, "adamw", 0.0, scoped))
     with pytest.raises(gr.Error, match="may not inspect"):
-        ui.inspect_model("smollm2", 512, scoped)
+        ui.inspect_model(create_app(config.Settings(), ui=False, mcp=False), "smollm2", 512, scoped)
 
 
 def test_chat_history_holds_text_not_the_window(town: Path, smol: Any) -> None:

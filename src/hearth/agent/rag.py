@@ -52,9 +52,11 @@ class Passage:
         return f"[{n}] {self.text}"
 
     def citation(self, n: int) -> dict[str, Any]:
+        """What a reader (or an API client) gets for [n]: the file's name, not where it lies on the
+        server (the doc_id and collection identify it; a path would show the server's disk)."""
         return {
             "n": n,
-            "source": self.source,
+            "source": PurePath(self.source).name or self.source,
             "title": self.title,
             "headings": list(self.headings),
             "page": self.page,
@@ -97,8 +99,7 @@ def retrieve(
 
     cfg = settings.kb
     k = k or cfg.top_k
-    if threshold is None:  # chat needs a "not found"; kb search alone may run with the threshold off
-        threshold = cfg.score_threshold or settings.agent.score_threshold
+    # threshold None: each collection's own "not found" threshold (calibrated at ingest; kb.score_threshold overrides)
     if collections:
         names = principal.check_kbs(collections)
     else:

@@ -32,7 +32,7 @@ from hearth.errors import GenerationError
 from hearth.models import stream
 from hearth.models.stream import Delta, Usage
 from hearth.serve import errors, limits
-from hearth.serve.openai_api import PING_SECONDS, HearthOptions, chat_model
+from hearth.serve.openai_api import PING_SECONDS, HearthOptions, model_name
 from hearth.serve.queue import GenerationQueue
 
 # anthropic-version: the Messages API's shape (2023-06-01) is what newer versions extend, so any later
@@ -224,7 +224,7 @@ def chat_request(req: MessagesRequest, settings: config.Settings) -> ChatRequest
     )
     return ChatRequest(
         messages=chat_messages(req),
-        model=chat_model(req.model, settings),
+        model=model_name(req.model, settings),
         params=params,
         kb=req.hearth.kb if req.hearth else [],
         top_k=req.hearth.top_k if req.hearth else None,
@@ -356,7 +356,7 @@ async def messages(req: MessagesRequest, request: Request) -> Any:
     chat = await run_in_threadpool(chat_request, req, settings)
     reply = await run_in_threadpool(respond, chat, settings, access.of_request(request))
     ticket = queue.admit(req.timeout)
-    deltas = queue.stream(ticket, reply.deltas)
+    deltas = queue.stream(ticket, reply.deltas, model=reply.model)
     mid = f"msg_{uuid.uuid4().hex[:24]}"
     grounded = bool(chat.kb)
     scan = StopScan(req.stop_sequences)

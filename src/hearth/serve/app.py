@@ -188,7 +188,7 @@ def create_app(
         return response
 
     if demo:
-        start_demo_kb(app.state.jobs)
+        start_demo_kb(app.state.jobs, settings)
     if mcp_app is not None:
         app.mount("/mcp", mcp_app)
     if ui:
@@ -215,7 +215,7 @@ def create_app(
 DEMO_KB = "hearth-docs"
 
 
-def start_demo_kb(jobs: Any) -> None:
+def start_demo_kb(jobs: Any, settings: config.Settings) -> None:
     """At first start, ingest Hearth's own README and docs as the 'hearth-docs' knowledge base
     (in the background: the server answers meanwhile), so there is something to ask right away."""
     from hearth.jobs import recipes_dir, start_ingest
@@ -227,8 +227,8 @@ def start_demo_kb(jobs: Any) -> None:
     files = [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
     if not files:
         return
-    create(DEMO_KB, settings=config.settings())
-    start_ingest(jobs, DEMO_KB, list(files))
+    create(DEMO_KB, settings=settings)
+    start_ingest(jobs, DEMO_KB, list(files), settings=settings)
     log.info("ingesting %d docs into the demo knowledge base '%s'", len(files), DEMO_KB)
 
 

@@ -25,7 +25,7 @@ from sse_starlette.sse import EventSourceResponse
 from hearth import access, config
 from hearth.agent.engine import ChatRequest, respond
 from hearth.errors import GenerationError, ModelNotFound
-from hearth.models import backends, catalog, stream
+from hearth.models import catalog, stream
 from hearth.models.stream import Delta
 from hearth.serve import errors, limits
 from hearth.serve.queue import GenerationQueue
@@ -134,13 +134,10 @@ def sampling_for(req: ChatCompletionRequest, settings: config.Settings) -> confi
     )
 
 
-def chat_model(name: str, settings: config.Settings) -> backends.ChatModel:
-    catalog.resolve_for_http(name, settings)  # a registered name, never a server path
-    try:
-        return backends.get_chat_model(name, settings=settings)
-    except ModelNotFound as exc:
-        exc.message = f"The model '{name}' does not exist"
-        raise
+def model_name(name: str, settings: config.Settings) -> str:
+    """The model a client names, checked against the registry (never a server path); the chat path loads
+    it after the caller's access is checked, so a refused request never waits for a model."""
+    return catalog.resolve_for_http(name, settings)
 
 
 def _usage(usage: stream.Usage | None) -> dict[str, int]:
@@ -152,15 +149,11 @@ def _usage(usage: stream.Usage | None) -> dict[str, int]:
     }
 
 
-def _is_local(model: backends.ChatModel) -> bool:
-    return getattr(model, "kind", "local") != "remote"
-
-
 def chat_request(req: ChatCompletionRequest, settings: config.Settings) -> ChatRequest:
     """The wire request as the one chat path takes it."""
     return ChatRequest(
         messages=plain_messages(req.messages),
-        model=chat_model(req.model, settings),
+        model=model_name(req.model, settings),
         params=sampling_for(req, settings),
         kb=req.hearth.kb if req.hearth else [],
         top_k=req.hearth.top_k if req.hearth else None,
@@ -180,7 +173,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
     chat = await run_in_threadpool(chat_request, req, settings)
     reply = await run_in_threadpool(respond, chat, settings, access.of_request(request))
     ticket = queue.admit(req.timeout)
-    deltas = queue.stream(ticket, reply.deltas, local=_is_local(reply.model))
+    deltas = queue.stream(ticket, reply.deltas, model=reply.model)  # the model's engine picks its lane
     rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     grounded = bool(chat.kb)

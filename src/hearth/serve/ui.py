@@ -107,7 +107,7 @@ async def chat(
     """
     from hearth.agent.engine import ChatRequest, history_text, respond
     from hearth.models import generate
-    from hearth.serve.openai_api import chat_model
+    from hearth.serve.openai_api import model_name
 
     if not message.strip():
         yield shown, history, "", ""
@@ -120,14 +120,12 @@ async def chat(
         params = generate.sampling(
             settings.generation, temperature=temperature, top_p=top_p, max_tokens=int(max_tokens)
         )
-        req = ChatRequest([*history, question], model=chat_model(model, settings), params=params, kb=list(kbs or []))
+        req = ChatRequest([*history, question], model=model_name(model, settings), params=params, kb=list(kbs or []))
         reply = respond(req, settings, principal(request))
         queue = app.state.queue
         text = ""
         citations: list[dict[str, Any]] = []
-        async for delta in queue.stream(
-            queue.admit(), reply.deltas, local=getattr(reply.model, "kind", "") != "remote"
-        ):
+        async for delta in queue.stream(queue.admit(), reply.deltas, model=reply.model):
             text += delta.text
             shown[-1]["content"] = text + show_tool_calls(delta.tool_calls or [])
             citations = getattr(delta, "citations", None) or citations
@@ -334,11 +332,15 @@ def train_stop(job_id: str, request: gr.Request) -> str:
 # Models (the inspector reads model files: admin keys only)
 
 
-def inspect_model(name: str, context: int, request: gr.Request) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+def inspect_model(
+    app: FastAPI, name: str, context: int, request: gr.Request
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     from hearth.models import inspect
+    from hearth.models.catalog import resolve_for_http
 
     try:
         principal(request).check_admin("inspect models")
+        resolve_for_http(name, app.state.settings)  # a registered name, never a path on the server
         report = inspect.inspect(name, int(context) or None)
     except HearthError as exc:
         raise _fail(exc) from None
@@ -429,8 +431,9 @@ def build(app: FastAPI) -> gr.Blocks:
                         )
                         clear = gr.Button("New chat")
                 inputs = [box, chatbot, history, model, temperature, top_p, max_tokens, kb_pick]
-                send.click(partial(chat, app), inputs, [chatbot, history, box, sources])
-                box.submit(partial(chat, app), inputs, [chatbot, history, box, sources])
+                # handlers bound to the app are partials: their API names are given (a partial has no __name__)
+                send.click(partial(chat, app), inputs, [chatbot, history, box, sources], api_name="chat")
+                box.submit(partial(chat, app), inputs, [chatbot, history, box, sources], api_name=False)
                 clear.click(lambda: ([], [], ""), None, [chatbot, history, sources])
 
             with gr.Tab("Knowledge", id="knowledge"):
@@ -458,14 +461,16 @@ def build(app: FastAPI) -> gr.Blocks:
                     mode = gr.Radio(["hybrid", "dense", "text"], value="hybrid", label="Mode", scale=2)
                     search_btn = gr.Button("Search", scale=1)
                 hits = gr.Dataframe(label="Results", interactive=False, wrap=True)
-                create_btn.click(partial(kb_create, app), [new_name], [kb_name, kb_pick, docs, new_name])
-                kb_name.change(kb_docs, [kb_name], [docs])
-                upload_btn.click(partial(kb_upload, app), [kb_name, files], [progress, docs]).then(
-                    kb_refresh, None, [kb_name, kb_pick, docs]
+                create_btn.click(
+                    partial(kb_create, app), [new_name], [kb_name, kb_pick, docs, new_name], api_name="kb_create"
                 )
+                kb_name.change(kb_docs, [kb_name], [docs])
+                upload_btn.click(
+                    partial(kb_upload, app), [kb_name, files], [progress, docs], api_name="kb_upload"
+                ).then(kb_refresh, None, [kb_name, kb_pick, docs])
                 delete_btn.click(kb_delete, [kb_name, doc_id], [docs, deleted])
-                search_btn.click(partial(kb_search, app), [kb_name, query, k, mode], [hits])
-                query.submit(partial(kb_search, app), [kb_name, query, k, mode], [hits])
+                search_btn.click(partial(kb_search, app), [kb_name, query, k, mode], [hits], api_name="kb_search")
+                query.submit(partial(kb_search, app), [kb_name, query, k, mode], [hits], api_name=False)
 
             with gr.Tab("Train", id="train"):
                 from hearth.jobs import list_recipes
@@ -514,7 +519,7 @@ def build(app: FastAPI) -> gr.Blocks:
                     memory = gr.Dataframe(label="Memory", interactive=False)
                 params_chart = gr.BarPlot(x="role", y="params", title="Parameters by role", height=300)
                 outs = [arch, memory, params_chart, summary]
-                insp_btn.click(inspect_model, [insp_model, context], outs)
+                insp_btn.click(partial(inspect_model, app), [insp_model, context], outs, api_name="inspect_model")
                 calc_btn.click(estimate, [calc_params, context], outs)
 
             with gr.Tab("Runs", id="runs"):
@@ -543,4 +548,7 @@ def theme() -> gr.themes.Base:
 
 
 def mount(app: FastAPI) -> FastAPI:
-    return gr.mount_gradio_app(app, build(app), path="/ui", css=CSS, theme=theme(), footer_links=[], ssr_mode=False)
+    limit = f"{app.state.settings.server.max_upload_mb:g}mb"  # Gradio refuses larger files before they are stored
+    return gr.mount_gradio_app(
+        app, build(app), path="/ui", css=CSS, theme=theme(), footer_links=[], ssr_mode=False, max_file_size=limit
+    )
