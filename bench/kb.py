@@ -292,7 +292,7 @@ def main() -> None:
     from hearth.config import settings
     from hearth.eval.retrieval import evaluate, read_qa
     from hearth.kb import collection as kc
-    from hearth.kb.fulltext import tokenize
+    from hearth.kb.fulltext import query_text, tokenize
     from hearth.kb.retrieve import rank
     from hearth.kb.store import Filter, Row
     from hearth.kb.store_lancedb import LanceStore
@@ -422,7 +422,7 @@ def main() -> None:
     t0 = time.perf_counter()
     qvecs = emb.embed(questions, kind="query")
     embed_ms = (time.perf_counter() - t0) / len(questions) * 1000
-    qtoks = [tokenize(q) for q in questions]
+    qtoks = [query_text(q) for q in questions]  # stopwords out, as retrieval sends them
     cand = settings().kb.candidates
 
     def timed(fn) -> list[float]:  # type: ignore[no-untyped-def]
@@ -442,7 +442,9 @@ def main() -> None:
     dense_t = timed(lambda i: store.search_dense(qvecs[i], cand, light=True))
     text_t = timed(lambda i: store.search_text(qtoks[i], cand, light=True))
     dense_k_t = timed(lambda i: rank(store, qvecs[i], None, k, filters=None, threshold=0.0, cfg=kb_cfg))
-    hybrid_t = timed(lambda i: rank(store, qvecs[i], qtoks[i], k, filters=None, threshold=0.0, cfg=kb_cfg))
+    hybrid_t = timed(
+        lambda i: rank(store, qvecs[i], qtoks[i], k, filters=None, threshold=0.0, cfg=kb_cfg, corpus_cjk=0.0)
+    )
     filt_t = timed(lambda i: store.search_dense(qvecs[i], cand, Filter(tag="syn"), light=True))
 
     # what the vector index costs in recall: its top k against an exact scan of every row
