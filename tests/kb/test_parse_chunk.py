@@ -136,3 +136,16 @@ def test_use_vectors_with_cpp_sentencepiece_equal_usem3s_own() -> None:
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     # thread counts may differ (BLAS sums in another order), so equal to float32 rounding, not bitwise
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_single_byte_encodings_decode_right() -> None:
+    from hearth.kb.parse import decode_text
+
+    for text, encoding in (
+        ("Café naïve", "latin-1"),  # short: many code pages fit; Windows-1252 is the likeliest
+        ("Le café naïve ouvre à huit heures", "latin-1"),
+        ("Привет, как дела? Всё хорошо.", "cp1251"),
+        ("Γειά σου κόσμε, τι κάνεις;", "cp1253"),
+        ("所有员工必须每九十天更换一次电脑密码。", "gbk"),
+    ):
+        assert decode_text(text.encode(encoding)) == text

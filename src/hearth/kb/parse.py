@@ -25,8 +25,6 @@ SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 DOCX_MAX_UNZIPPED = 256 * 1024 * 1024  # a .docx expanding beyond this is a zip bomb, not a document
 MAX_LINE_CHARS = 1_000_000  # one line longer than this is a data dump (minified JSON, a log blob), not prose
 MAX_HTML_DEPTH = 256  # browsers cap nesting near here too; deeper trees are generated, not written
-# single-byte code pages charset-normalizer may name for Western text; Windows-1252 reads them right
-_WESTERN = ("cp125", "iso8859", "latin", "mac_", "cp437", "cp850", "koi8", "tis_620", "windows-125")
 
 
 @dataclass
@@ -98,7 +96,8 @@ def decode_text(data: bytes, name: str = "file") -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise DataError(
             f"{name}: looks like a binary file, not text (no text encoding fits)",
@@ -109,9 +108,11 @@ def decode_text(data: bytes, name: str = "file") -> str:
     # both and decodes every valid GBK file, so prefer it whenever a Chinese GB codec was detected.
     if encoding in {"gb2312", "gbk", "gb18030", "hz"}:
         encoding = "gb18030"
-    elif encoding.startswith(_WESTERN) and _decodes(data, "cp1252"):
-        # a short Latin-1 file ("Café naïve") is often named cp1250 or mac_roman ("Café naďve");
-        # Western European text is far more common, and cp1252 reads Latin-1 letters right
+    elif any(m.encoding == "cp1252" and m.chaos <= best.chaos for m in matches):
+        # a short Latin-1 file ("Café naïve") fits many single-byte code pages equally well, and the
+        # first named may be cp1250 ("Café naďve") or an Arabic one; when Windows-1252 (the superset of
+        # Latin-1) fits as well as the best, it is the likeliest. Cyrillic or Greek text fits its own
+        # code page better, so it keeps it.
         encoding = "cp1252"
     text = data.decode(encoding, errors="replace")
     if _control_ratio(text) > 0.05:
@@ -119,14 +120,6 @@ def decode_text(data: bytes, name: str = "file") -> str:
             f"{name}: looks like a binary file, not text", "check the file; rename it if its suffix is wrong"
         )
     return text
-
-
-def _decodes(data: bytes, encoding: str) -> bool:
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _check_lines(text: str, name: str) -> str:
