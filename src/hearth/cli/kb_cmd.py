@@ -186,7 +186,10 @@ def search(
     if res.explain is not None:
         _print_explain(res)
     if not res.found:
-        out.print(f"[yellow]{res.message}[/] (best similarity under this collection's threshold {res.threshold:.3f})")
+        why = ""
+        if res.threshold > 0 and res.top_similarity is not None:
+            why = f" (best similarity {res.top_similarity:.3f}, under this collection's threshold {res.threshold:.3f})"
+        out.print(f"[yellow]{res.message}[/]{why}", highlight=False)
         return
     for i, r in enumerate(res.results, start=1):
         where = " > ".join(r.headings)
