@@ -134,7 +134,7 @@ class EngineChatModel(_Collects):
             "top_p": params.top_p,
             "min_p": 0.0,  # the torch path has no min-p; llama.cpp's default 0.05 would sample differently
             "repeat_penalty": params.repetition_penalty,
-            "repeat_last_n": -1,  # over the whole context, prompt included, as transformers' penalty does
+            "repeat_last_n": self.context_length,  # the whole context, prompt included, as transformers does
             "stop": list(params.stop),
             "seed": params.seed if params.seed is not None else -1,
             "cache_prompt": True,
