@@ -322,11 +322,16 @@ class Engine:
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """A small JSON call (tokenize, apply-template, props)."""
-        url = self.ensure()
-        try:
-            resp = self.client.post(url + path, json=body, timeout=60.0)
-        except httpx.TransportError as exc:
-            raise self._lost(exc) from None
+        for attempt in (1, 2):
+            url = self.ensure()
+            try:
+                resp = self.client.post(url + path, json=body, timeout=60.0)
+                break
+            except httpx.TransportError as exc:
+                # a process killed a moment ago may not be reaped yet: look again, start it, retry once
+                if attempt == 2:
+                    raise self._lost(exc) from None
+                time.sleep(0.2)
         return self._checked(resp, resp.json() if resp.content else {})
 
     def get(self, path: str) -> dict[str, Any]:
