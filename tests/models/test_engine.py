@@ -114,7 +114,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(llama) -> None:  # type
     long = [{"role": "user", "content": "word " * (llama.context_length + 50)}]
     with pytest.raises(GenerationError, match="context"):
         list(llama.stream(long, generate.sampling(max_tokens=4)))
-    assert llama.count_tokens("word " * 10) == 10
+    assert llama.count_tokens("word" + " word" * 9) == 10
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_idle_engine_stops_and_starts_again(home: Path) -> None:
         eng.ensure()
         pid = eng.pid
         deadline = time.monotonic() + 10
-        while eng.pid is not None and time.monotonic() < deadline:
+        while (eng.pid is not None or _alive(pid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert eng.pid is None and not _alive(pid)  # the supervisor stopped it
         assert eng.restarts == 0  # a stop is not a death
