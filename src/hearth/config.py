@@ -74,14 +74,14 @@ class KBSettings(Section):
     chunk_overlap: int = Field(32, ge=0, description="tokens shared by neighbouring chunks")
     top_k: int = Field(5, ge=1, description="passages returned by a search")
     score_threshold: float = Field(
-        0.0, ge=0.0, description="dense cosine similarity below which a passage counts as 'not found' (0 = off)"
+        0.0,
+        ge=0.0,
+        description="dense similarity below which a passage counts as 'not found'; 0 = each collection's own "
+        "threshold, calibrated at ingest (`hearth kb stats` shows it)",
     )
     max_file_mb: float = Field(50.0, gt=0, description="files larger than this are refused at ingest")
     max_query_chars: int = Field(
         2000, ge=1, description="longer search queries are refused (embedders read only the start)"
-    )
-    rrf_k: int = Field(
-        60, ge=1, description="reciprocal-rank-fusion constant: larger = flatter blend of dense and full-text ranks"
     )
     candidates: int = Field(50, ge=1, description="hits taken from each of dense and full-text search before fusion")
     embed_threads: int | None = Field(
@@ -103,12 +103,6 @@ class AgentSettings(Section):
     )
     context_share: float = Field(
         0.6, gt=0, le=0.95, description="part of the context window that retrieved passages may fill"
-    )
-    score_threshold: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="grounded chat: best passage similarity below this = 'not found' (used when kb.score_threshold is 0)",
     )
 
 

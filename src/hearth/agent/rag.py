@@ -91,7 +91,7 @@ def retrieve(
 ) -> list[Passage]:
     """The best passages for ``query`` over ``collections`` (default: all ``principal`` may see), best first.
 
-    Each collection applies its own "not found" threshold (``kb.score_threshold``); scores are the
+    Each collection applies its own "not found" threshold (calibrated at ingest, or ``kb.score_threshold``); scores are the
     fused 0..1 scores, comparable across collections because every one is scaled the same way.
     """
     from hearth.kb import collection as kbc
