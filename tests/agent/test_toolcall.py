@@ -97,7 +97,7 @@ def test_tool_choice_is_checked() -> None:
 @pytest.mark.slow
 def test_forced_tool_call_validates_100_of_100(torch_model) -> None:  # type: ignore[no-untyped-def]
     """The 135M model on torch (xgrammar), sampling at temperature 0.9, emits schema-valid arguments
-    every time (the engine's grammar: tests/models/test_engine.py)."""
+    every time (the engine's grammar: tests/models/test_llama_engine.py)."""
     chat_model = torch_model
     schema = FORECAST["function"]["parameters"]
     choice = {"type": "function", "function": {"name": "get_forecast"}}
