@@ -73,7 +73,11 @@ def test_conversation_keeps_history_without_passages(grounded, chat_model) -> No
     assert answer and "Sources:" not in answer and "[1]" not in answer.split()[0]  # footer naming them
 
 
-def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, chat_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, torch_model) -> None:  # type: ignore[no-untyped-def]
+    # On torch: on the llama.cpp engine, greedy decoding of this forced call runs away into a 128-token
+    # string argument (its quantized kernels pick other tokens than torch's dequantized weights), and
+    # that would test the 135M model, not the loop. The engine's forced calls: tests/models/test_llama_engine.py.
+    chat_model = torch_model
     calls: list[str] = []
 
     def inventory(item: str) -> str:
