@@ -280,6 +280,8 @@ def test_same_origin_post_is_served(server: Any, scoped: str) -> None:
     headers = {**bearer(scoped), "Origin": server.url}
     r = httpx.post(server.url + "/api/kb/public/search", json={"query": "picnic"}, headers=headers)
     assert r.status_code == 200 and "quince" in r.text
+    hits = r.json()["results"]
+    assert hits and all("/" not in h["source"] for h in hits)  # file names, never the server's paths
 
 
 # ---------------------------------------------------------------------------------------------

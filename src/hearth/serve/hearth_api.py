@@ -227,7 +227,9 @@ async def search_kb(name: str, req: SearchRequest, request: Request) -> dict[str
     settings = settings_of(request)
     k = limits.check_top_k(req.k, settings)
     result = await run_in_threadpool(lambda: search(name, req.query, k, mode=req.mode, settings=settings))  # type: ignore[arg-type]
-    return asdict(result)
+    out = asdict(result)
+    out["results"] = [public_meta(r) for r in out.get("results", [])]  # file names, not the server's paths
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
