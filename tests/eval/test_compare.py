@@ -22,8 +22,14 @@ def test_parse_system() -> None:
 
 
 @pytest.mark.slow
-def test_compare_report_matches_direct_computation(company_kb: tuple[str, Path], tmp_path: Path) -> None:
+def test_compare_report_matches_direct_computation(
+    company_kb: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, _ = company_kb
+    # A fixed "not found" threshold: the collection's calibrated one (0.17 on these 11 chunks) lets about
+    # 1 in 10 unrelated questions through, and the mercury question below is such a one (0.198). This test
+    # checks the report's arithmetic; calibration's refusal rates are measured in tests/kb and the README.
+    monkeypatch.setenv("HEARTH_KB__SCORE_THRESHOLD", "0.3")
     qa = tmp_path / "qa.jsonl"
     rows = [
         {

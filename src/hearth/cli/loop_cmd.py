@@ -32,7 +32,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("no recipe given", "e.g. `hearth loop configs/loop/company-faq.yaml`")
         cfg = loop_mod.load_config(config, overrides or [])
         err = Console(stderr=True)
-        result = loop_mod.run_loop(cfg, report, on_step=lambda s: err.print(f"[bold cyan]▶[/] {s}"))
+        result = loop_mod.run_loop(
+            cfg, report, on_step=lambda s: err.print(f"[bold cyan]▶[/] {s}"), settings=hconfig.settings()
+        )
         table = Table("system", "key fact", "token F1", "citation", "refuses out-of-corpus")
         for label, m in result.overall.items():
             cells = [f"{m[k]:.2f}" if k in m else "–" for k in ("contains_fact", "f1", "citation", "refusal")]

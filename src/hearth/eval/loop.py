@@ -158,9 +158,14 @@ def _pick(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str
 
 
 def run_loop(
-    cfg: LoopConfig, report_dir: str | Path | None = None, on_step: Callable[[str], None] | None = None
+    cfg: LoopConfig,
+    report_dir: str | Path | None = None,
+    on_step: Callable[[str], None] | None = None,
+    settings: hconfig.Settings | None = None,
 ) -> LoopResult:
-    """Run the recipe end to end; the report lands in the loop's run folder (and a copy in ``report_dir``)."""
+    """Run the recipe end to end; the report lands in the loop's run folder (and a copy in ``report_dir``).
+    ``settings``: the face's (the knowledge base and the grounded answers use them; default: the defaults)."""
+    settings = settings or hconfig.Settings()
     from hearth.data import synth
     from hearth.eval import compare as cmp
     from hearth.eval.report import summarize, write_report
@@ -184,8 +189,8 @@ def run_loop(
     if cfg.kb.recreate and name in {c.name for c in kbc.list_collections()}:
         kbc.drop(name)
     if name not in {c.name for c in kbc.list_collections()}:
-        kbc.create(name, settings=hconfig.settings())
-    ingest = kbc.add(name, [docs], settings=hconfig.settings())
+        kbc.create(name, settings=settings)
+    ingest = kbc.add(name, [docs], settings=settings)
     if ingest.failed:
         step(f"  {len(ingest.failed)} file(s) failed: {ingest.failed[:3]}")
 
@@ -236,7 +241,9 @@ def run_loop(
         cmp.System("tuned + RAG", tuned, name),
         *[cmp.parse_system(s) for s in cfg.eval.extra_systems],
     ]
-    result = cmp.compare(eval_rows, systems, max_tokens=cfg.eval.max_tokens, judge=cfg.eval.judge, save=False)
+    result = cmp.compare(
+        eval_rows, systems, max_tokens=cfg.eval.max_tokens, judge=cfg.eval.judge, save=False, settings=settings
+    )
     result.run_dir = str(run.root)
     result.summary = summarize(result)
     title = f"Closed loop '{cfg.name}': base vs fine-tuned vs RAG"
