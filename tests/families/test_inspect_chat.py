@@ -35,6 +35,9 @@ def expected_groups(family: Family, vocab: int) -> dict[str, int]:
         "mlp.W1": LAYERS * HIDDEN * INTERMEDIATE,  # gate
         "mlp.W2": LAYERS * INTERMEDIATE * HIDDEN,  # down
         "mlp.W3": LAYERS * HIDDEN * INTERMEDIATE,  # up
+        "ssm (Mamba)": 0,  # the recurrent architectures' roles: none in a Transformer
+        "time-mix (RWKV)": 0,
+        "channel-mix (RWKV)": 0,
         "norms": LAYERS * (family.norms_per_layer * HIDDEN + (2 * HEAD_DIM if qk_norms else 0)) + HIDDEN,
         "output head": 0 if family.tied else vocab * HIDDEN,
         "other": 0,
