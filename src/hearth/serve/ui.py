@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from functools import partial
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -400,6 +399,34 @@ def build(app: FastAPI) -> gr.Blocks:
     """The layout and its wiring; every handler above is a plain function with its own tests."""
     settings: config.Settings = app.state.settings
 
+    # The handlers that need the app, bound to it. Gradio reads a handler's own signature to hand it the
+    # gr.Request (a functools.partial hides it), so these are thin functions, not partials.
+    async def chat_turn(
+        message: str,
+        shown: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+        model: str,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        kbs: list[str],
+        request: gr.Request,
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], list[dict[str, Any]], str, str]]:
+        async for out in chat(app, message, shown, history, model, temperature, top_p, max_tokens, kbs, request):
+            yield out
+
+    def create_kb(name: str, request: gr.Request) -> tuple[Any, Any, Any, str]:
+        return kb_create(app, name, request)
+
+    def upload(name: str, files: list[str] | None, request: gr.Request) -> Iterator[tuple[str, Any]]:
+        yield from kb_upload(app, name, files, request)
+
+    def search_kb(name: str, query: str, k: int, mode: str, request: gr.Request) -> pd.DataFrame:
+        return kb_search(app, name, query, k, mode, request)
+
+    def inspect_named(name: str, context: int, request: gr.Request) -> tuple[Any, Any, Any, str]:
+        return inspect_model(app, name, context, request)
+
     models = model_names(settings)
     with gr.Blocks(title="Hearth", analytics_enabled=False) as ui:
         gr.Markdown(
@@ -431,9 +458,8 @@ def build(app: FastAPI) -> gr.Blocks:
                         )
                         clear = gr.Button("New chat")
                 inputs = [box, chatbot, history, model, temperature, top_p, max_tokens, kb_pick]
-                # handlers bound to the app are partials: their API names are given (a partial has no __name__)
-                send.click(partial(chat, app), inputs, [chatbot, history, box, sources], api_name="chat")
-                box.submit(partial(chat, app), inputs, [chatbot, history, box, sources], api_name=False)
+                send.click(chat_turn, inputs, [chatbot, history, box, sources], api_name="chat")
+                box.submit(chat_turn, inputs, [chatbot, history, box, sources], api_name=False)
                 clear.click(lambda: ([], [], ""), None, [chatbot, history, sources])
 
             with gr.Tab("Knowledge", id="knowledge"):
@@ -461,16 +487,14 @@ def build(app: FastAPI) -> gr.Blocks:
                     mode = gr.Radio(["hybrid", "dense", "text"], value="hybrid", label="Mode", scale=2)
                     search_btn = gr.Button("Search", scale=1)
                 hits = gr.Dataframe(label="Results", interactive=False, wrap=True)
-                create_btn.click(
-                    partial(kb_create, app), [new_name], [kb_name, kb_pick, docs, new_name], api_name="kb_create"
-                )
+                create_btn.click(create_kb, [new_name], [kb_name, kb_pick, docs, new_name], api_name="kb_create")
                 kb_name.change(kb_docs, [kb_name], [docs])
-                upload_btn.click(
-                    partial(kb_upload, app), [kb_name, files], [progress, docs], api_name="kb_upload"
-                ).then(kb_refresh, None, [kb_name, kb_pick, docs])
+                upload_btn.click(upload, [kb_name, files], [progress, docs], api_name="kb_upload").then(
+                    kb_refresh, None, [kb_name, kb_pick, docs]
+                )
                 delete_btn.click(kb_delete, [kb_name, doc_id], [docs, deleted])
-                search_btn.click(partial(kb_search, app), [kb_name, query, k, mode], [hits], api_name="kb_search")
-                query.submit(partial(kb_search, app), [kb_name, query, k, mode], [hits], api_name=False)
+                search_btn.click(search_kb, [kb_name, query, k, mode], [hits], api_name="kb_search")
+                query.submit(search_kb, [kb_name, query, k, mode], [hits], api_name=False)
 
             with gr.Tab("Train", id="train"):
                 from hearth.jobs import list_recipes
@@ -519,7 +543,7 @@ def build(app: FastAPI) -> gr.Blocks:
                     memory = gr.Dataframe(label="Memory", interactive=False)
                 params_chart = gr.BarPlot(x="role", y="params", title="Parameters by role", height=300)
                 outs = [arch, memory, params_chart, summary]
-                insp_btn.click(partial(inspect_model, app), [insp_model, context], outs, api_name="inspect_model")
+                insp_btn.click(inspect_named, [insp_model, context], outs, api_name="inspect_model")
                 calc_btn.click(estimate, [calc_params, context], outs)
 
             with gr.Tab("Runs", id="runs"):
