@@ -148,16 +148,14 @@ def start_ingest(
     files: list[str | Path],
     owner: str | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Job:
     """Ingest files into a collection; every ``IngestEvent`` becomes a progress event. Cancel stops it
     between files (ingest is crash-safe, so stopping mid-way leaves whole documents only)."""
-    from hearth import config
     from hearth.kb import ingest
     from hearth.kb.collection import read_meta
 
     read_meta(collection)  # a missing collection fails the request, not the job
-    settings = settings or config.settings()  # callers without a Settings of their own: the user's
 
     def work(job: Job) -> dict[str, Any]:
         def on_event(e: ingest.IngestEvent) -> None:
