@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from hearth import config
-from hearth.agent import engine, mcp_client, mcp_server
+from hearth.agent import engine, mcp_client, mcp_server, tools
 from hearth.models import generate
 
 SERVE = ["-m", "hearth.cli.main", "mcp", "serve"]  # the real `hearth mcp serve` command
@@ -28,8 +28,14 @@ MCP1_CLIENT = Path(__file__).with_name("mcp1_client.py")
 
 async def _exercise(client: Client) -> dict[str, object]:
     """List tools, search the KB, call an unknown tool and pass bad arguments; the server must survive."""
-    names = {t.name for t in (await client.list_tools()).tools}
-    assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= names
+    listed_tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert {"kb_search", "kb_list_documents", "kb_add_text", "ask"} <= set(listed_tools)
+    # one schema builder: a client sees what the chat loop offers a model for the same function
+    for fn in mcp_server.tools(config.Settings()):
+        ours = tools.from_function(fn)
+        assert listed_tools[fn.__name__].input_schema == ours.parameters, fn.__name__
+        assert listed_tools[fn.__name__].description == ours.description
+    assert listed_tools["kb_search"].input_schema["properties"]["k"]["description"] == "how many passages (1-20)"
     found = await client.call_tool("kb_search", {"query": QUERY, "k": 2})
     assert not found.is_error
     data = found.structured_content or json.loads(found.content[0].text)

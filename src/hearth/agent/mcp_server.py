@@ -188,9 +188,13 @@ def build_server(
     settings: config.Settings, principal_of: Callable[[], Principal] = caller, name: str = "hearth"
 ) -> Any:
     """The MCP server with Hearth's tools and document resources (the SDK's ``MCPServer``)."""
-    server = _server_class()(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
-    for fn in tools(settings, principal_of):
-        server.add_tool(fn)
+    server = _server_class()(
+        name,
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+        tools=[_sdk_tool(fn) for fn in tools(settings, principal_of)],
+    )
 
     @server.resource("hearth://kb", name="documents", mime_type="application/json")
     def documents() -> str:
@@ -203,6 +207,20 @@ def build_server(
         return read_document(principal_of(), collection, doc_id)
 
     return server
+
+
+def _sdk_tool(fn: Callable[..., Any]) -> Any:
+    """The SDK's tool for ``fn``, advertising the schema and description the tool registry builds.
+
+    One builder for both surfaces: the chat loop offers a model the same schema an MCP client sees
+    (left to itself the SDK would publish the whole docstring and no parameter descriptions).
+    """
+    from mcp.server.mcpserver.tools import Tool as SdkTool
+
+    from hearth.agent import tools as registry_tools
+
+    ours = registry_tools.from_function(fn, source="mcp")
+    return SdkTool.from_function(fn, description=ours.description).model_copy(update={"parameters": ours.parameters})
 
 
 def _server_class() -> type:
