@@ -51,6 +51,48 @@ def test_recurrent_decode_equals_parallel_forward(arch: str) -> None:
     assert len(sizes) == 1  # the state does not grow with the context
 
 
+@pytest.mark.parametrize("arch", RECURRENT)
+def test_generation_runs_past_block_size_from_the_carried_state(arch: str) -> None:
+    """3 × block_size new tokens, one step each from the state; a full forward over the whole sequence agrees."""
+    torch.manual_seed(0)
+    model = build_model(tiny(arch)).eval()  # block_size 16
+    prompt = [3, 1, 4, 1, 5]
+    params = GenerationSettings(temperature=0.0, max_tokens=3 * 16, repetition_penalty=1.0)
+    produced = list(generate.stream_token_ids(model, prompt, params, set(), context_length=16))
+    assert len(produced) == 48  # not capped at block_size - len(prompt) = 11
+
+    seq = torch.tensor([prompt + produced])  # 53 tokens, read in one parallel forward (no window)
+    with torch.no_grad():
+        full = model(input_ids=seq).logits[0]
+        out = model(input_ids=seq[:, :1], use_cache=True)
+        steps, cache = [out.logits[0]], out.cache
+        for t in range(1, seq.size(1)):
+            out = model(input_ids=seq[:, t : t + 1], cache=cache, use_cache=True)
+            steps.append(out.logits[0])
+            cache = out.cache
+    torch.testing.assert_close(torch.cat(steps), full, rtol=1e-4, atol=1e-5)
+    # Greedy: every produced token is the full forward's best at its position (up to float noise in near-ties).
+    chosen = full[len(prompt) - 1 : -1].gather(1, torch.tensor(produced)[:, None]).squeeze(1)
+    best = full[len(prompt) - 1 : -1].max(dim=1).values
+    assert torch.all(chosen >= best - 1e-5), (chosen - best).min()
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn"])
+def test_windowed_models_generate_past_block_size_from_the_last_window(arch: str) -> None:
+    """The Transformer and CNN keep no state: each new token re-reads the last block_size tokens."""
+    torch.manual_seed(0)
+    model = build_model(tiny(arch, num_heads=4)).eval()
+    prompt = [3, 1, 4, 1, 5]
+    params = GenerationSettings(temperature=0.0, max_tokens=3 * 16, repetition_penalty=1.0)
+    produced = list(generate.stream_token_ids(model, prompt, params, set(), context_length=16))
+    assert len(produced) == 48
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in produced:
+            ids.append(int(model(input_ids=torch.tensor([ids[-16:]])).logits[0, -1].argmax()))
+    assert ids[len(prompt) :] == produced
+
+
 @pytest.mark.parametrize("arch", ["mamba", "rwkv"])
 def test_every_parameter_learns(arch: str) -> None:
     """A gradient reaches every parameter (A_log, D, dt_proj, time_decay, time_first, the μ's, ...)."""

@@ -1,7 +1,9 @@
 """The one generation path for every local model: prompt → tokens → sampling → streamed text.
 
-Hugging Face models decode with a KV cache; models without one (the from-scratch ones) re-read their
-last ``block_size`` tokens each step. Sampling uses transformers' logits processors (temperature,
+Hugging Face models decode with a KV cache, up to their context length. The recurrent from-scratch
+models (LSTM, Mamba, RWKV) carry a fixed-size state instead, one token per step, for as long as asked:
+their context has no end. The Transformer and CNN from scratch keep no cache and re-read their last
+``block_size`` tokens each step (a sliding window). Sampling uses transformers' logits processors (temperature,
 top-k, top-p, repetition penalty); extra processors (e.g. grammar constraints) plug in per call.
 Non-streaming answers are the joined stream, so the two can never disagree.
 """
@@ -107,12 +109,14 @@ def stream_token_ids(
     if not prompt_ids:
         raise GenerationError("the prompt is empty", "send at least one message with text")
     uses_cache = _supports_cache(model)
-    if uses_cache and len(prompt_ids) >= context_length:
+    # A KV cache grows with every token up to the model's context; a recurrent state does not grow.
+    bounded = uses_cache and not _carries_state(model)
+    if bounded and len(prompt_ids) >= context_length:
         raise GenerationError(
             f"the prompt is {len(prompt_ids)} tokens but the model's context is {context_length}",
             "shorten the conversation or the retrieved context, or use a model with a longer context",
         )
-    budget = params.max_tokens if not uses_cache else min(params.max_tokens, context_length - len(prompt_ids))
+    budget = min(params.max_tokens, context_length - len(prompt_ids)) if bounded else params.max_tokens
     generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
     processors = [*logits_processors, *_warpers(params)]
     # A processor that knows the next tokens for certain (a grammar inside a fixed JSON key) offers
@@ -153,6 +157,11 @@ def _supports_cache(model: Any) -> bool:
     from transformers import PreTrainedModel
 
     return isinstance(model, PreTrainedModel) or bool(getattr(model, "supports_kv_cache", False))
+
+
+def _carries_state(model: Any) -> bool:
+    """A recurrent model: its cache is a state of fixed size, so it decodes past its training window."""
+    return bool(getattr(model, "recurrent", False))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,6 +124,7 @@ class MambaLanguageModel(LanguageModel):
     """Embeddings → N Mamba layers → RMSNorm → head. No position embeddings: the recurrence orders tokens."""
 
     supports_kv_cache = True  # the generation path carries the recurrent state instead of re-reading the context
+    recurrent = True  # the state has the same size after any number of tokens: no context limit
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

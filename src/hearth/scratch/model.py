@@ -12,7 +12,9 @@ path serve them unchanged: ``model(input_ids, labels=None, attention_mask=None)`
 ``.logits`` (batch, time, vocab) and ``.loss`` (mean cross-entropy of predicting token t+1 from tokens ≤ t;
 labels equal to -100 are ignored), and ``model.config.block_size`` is the longest context it can read.
 The recurrent ones (LSTM, Mamba, RWKV) also take ``use_cache=True`` / ``cache=``: the output's ``.cache`` is
-their state after the last token, and a call with it continues from there at a constant cost per token.
+their state after the last token, and a call with it continues from there at a constant cost per token;
+their ``recurrent = True`` tells the generation path that they have no context limit (block_size is only
+their training window), so they generate past it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class LanguageModel(nn.Module):
     """What the architectures share: the config, the HF-style output, and the device."""
 
     supports_kv_cache = False  # the generation path re-reads the last block_size tokens instead
+    recurrent = False  # True: the cache is a fixed-size state, so generation runs past block_size
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -267,6 +270,7 @@ class LSTMLanguageModel(LanguageModel):
     """Embeddings → stacked LSTM (reads left to right, so it is causal by construction) → LayerNorm → head."""
 
     supports_kv_cache = True  # the generation path carries (h, c) instead of re-reading the context
+    recurrent = True  # (h, c) has the same size after any number of tokens: no context limit
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

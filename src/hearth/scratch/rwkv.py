@@ -157,6 +157,7 @@ class RWKVLanguageModel(LanguageModel):
     """Embeddings → LayerNorm (ln0) → N RWKV layers → LayerNorm → head. No position embeddings."""
 
     supports_kv_cache = True  # the generation path carries the recurrent state instead of re-reading the context
+    recurrent = True  # the state has the same size after any number of tokens: no context limit
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
