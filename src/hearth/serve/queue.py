@@ -7,13 +7,15 @@ Each request runs on a lane that fits the model answering it:
 - a torch model is decoded by one thread (two concurrent decodes on a small CPU are each slower than
   one after the other), which takes turns between up to ``TORCH_TURNS`` requests, a token each, so a
   request's first token never waits for every answer ahead of it;
-- remote backends do their own scheduling and run side by side.
+- remote backends do their own scheduling and run side by side;
+- embeddings run on their embedder's lane (a local one shares the torch lane's CPU), a batch of inputs
+  per step, so a client that leaves stops them between batches.
 
 Each request holds a ticket:
 
 - the queue refuses new work past ``max_pending`` (the API answers 429 with ``Retry-After``);
-- a client that disconnects cancels its ticket, and the worker closes the generator at the next token,
-  which frees the model (or the engine's slot) for the next request at once;
+- a client that disconnects cancels its ticket, and the worker closes the generator at the next token
+  (or batch), which frees the model (or the engine's slot) for the next request at once;
 - a request past its deadline (waiting + decoding) stops with ``GenerationTimeout``.
 
 It also keeps what ``/metrics`` shows, with prometheus-client: queue length, slots busy, tokens,
@@ -30,12 +32,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from hearth.errors import HearthError
-from hearth.models.stream import Delta
+
+T = TypeVar("T")  # what a request's producer yields: chat ``Delta``s, or batches of embeddings
 
 
 class QueueFull(HearthError):
@@ -183,13 +186,11 @@ class GenerationQueue:
                 self._engines[name] = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="hearth-engine")
             return self._engines[name]
 
-    async def stream(
-        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], local: bool = True, model: Any = None
-    ) -> AsyncIterator[Delta]:
-        """Run ``produce()`` on the lane for ``model`` and yield its deltas here; closing this closes that.
+    async def stream(self, ticket: Ticket, produce: Callable[[], Iterator[T]], model: Any = None) -> AsyncIterator[T]:
+        """Run ``produce()`` on the lane for ``model`` and yield its items here; closing this closes that.
 
-        ``produce`` is usually a chat ``Reply``'s ``deltas``, whose reply knows its model; without a
-        model, ``local`` says torch lane (True) or remote lane (False).
+        ``produce`` is usually a chat ``Reply``'s ``deltas``, whose reply knows its model, or an
+        embedder's batches (``model`` is the embedder); with no model at all it runs on the torch lane.
         """
         if model is None:
             model = getattr(getattr(produce, "__self__", None), "model", None)
@@ -199,7 +200,7 @@ class GenerationQueue:
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
 
-        lane = lane_of(model) if model is not None else ("torch" if local else "remote")
+        lane = lane_of(model)
         if lane == "torch":
             self._torch_jobs.put((ticket, produce, put, lane))
         else:
@@ -217,24 +218,25 @@ class GenerationQueue:
             ticket.cancel()
 
     def _work(
-        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], put: Callable[[Any], None], lane: str
+        self, ticket: Ticket, produce: Callable[[], Iterator[Any]], put: Callable[[Any], None], lane: str
     ) -> None:
         for _ in self._steps(ticket, produce, put, lane):
             pass
 
     def _steps(
-        self, ticket: Ticket, produce: Callable[[], Iterator[Delta]], put: Callable[[Any], None], lane: str
+        self, ticket: Ticket, produce: Callable[[], Iterator[Any]], put: Callable[[Any], None], lane: str
     ) -> Iterator[None]:
-        """One request, one delta per step: a thread runs it to the end, or the torch lane takes
+        """One request, one delta (or batch) per step: a thread runs it to the end, or the torch lane takes
         turns between several (see ``_interleave``)."""
         with self._lock:
             self.waiting -= 1
             self.running += 1
         ticket.started = time.monotonic()
         tokens = 0
-        deltas: Iterator[Delta] | None = None
+        deltas: Iterator[Any] | None = None
         try:
-            if ticket.cancelled:
+            if ticket.cancelled:  # the client left while it waited
+                self.metrics.cancelled.inc()
                 return
             if ticket.started > ticket.deadline:
                 raise GenerationTimeout("the request waited in the queue past its timeout", "retry later")
@@ -242,8 +244,9 @@ class GenerationQueue:
             for delta in deltas:
                 if ticket.first_token is None:
                     ticket.first_token = time.monotonic()
-                if delta.usage is not None:
-                    tokens = delta.usage.completion_tokens
+                usage = getattr(delta, "usage", None)  # a chat delta's; a batch of embeddings has none
+                if usage is not None:
+                    tokens = usage.completion_tokens
                 put(delta)
                 if ticket.cancelled:
                     self.metrics.cancelled.inc()
