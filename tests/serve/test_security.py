@@ -48,8 +48,9 @@ def server(serve_home: Path, server_cls: Any) -> Iterator[Any]:
     }
     settings.backends = {"cloud": config.RemoteBackend(base_url="http://10.0.0.9/v1", model="m", api_key=BACKEND_KEY)}
     settings.kb.uri = f"http://root:{MILVUS_PW}@10.0.0.7:19530"
-    with server_cls(create_app(settings, mcp=True, ui=True)) as s:
-        s.settings = settings
+    app = create_app(settings, mcp=True, ui=True)
+    with server_cls(app) as s:
+        s.settings, s.jobs = settings, app.state.jobs
         yield s
 
 
@@ -457,3 +458,48 @@ def test_errors_show_no_server_paths(server: Any, admin: str, serve_home: Path) 
     assert str(serve_home) not in r.text and "/tmp/" not in r.text
     r = httpx.get(server.url + "/api/kb", headers=bearer(admin))
     assert str(serve_home) not in r.text
+
+
+def job_events(server: Any, key: str, job_id: str) -> str:
+    """The whole event stream of job ``job_id`` (it ends when the job does)."""
+    with httpx.stream("GET", server.url + f"/api/jobs/{job_id}/events", headers=bearer(key), timeout=60) as r:
+        assert r.status_code == 200
+        return r.read().decode()
+
+
+def test_job_errors_show_no_traceback_or_server_paths(server: Any, admin: str, serve_home: Path) -> None:
+    where = serve_home / "kb" / "hr" / "files" / "hr.md"
+
+    def fail(job: Any) -> None:
+        raise OSError(f"cannot read {where}")  # not a HearthError: the manager keeps the traceback
+
+    job = server.jobs.start("ingest", "fails", fail, owner="owner")
+    assert job.wait(30) and job.status == "failed" and "Traceback" in job.error  # kept for the server's log
+    summary = httpx.get(server.url + f"/api/jobs/{job.id}", headers=bearer(admin)).json()
+    stream = job_events(server, admin, job.id)
+    for text in (json.dumps(summary), stream):
+        assert "Traceback" not in text and 'File \\"' not in text and str(serve_home) not in text, text
+    assert "hr.md" in summary["error"] and "hr.md" in stream  # what failed is still said
+
+
+def test_ingest_events_show_no_server_paths(server: Any, admin: str, serve_home: Path) -> None:
+    files = {"files": ("events.md", b"# events\n\nThe shed key hangs by the door.\n", "text/markdown")}
+    job = httpx.post(server.url + "/api/kb/public/files", files=files, headers=bearer(admin)).json()
+    stream = job_events(server, admin, job["id"])
+    assert "events.md" in stream and "done" in stream
+    assert str(serve_home) not in stream and "/tmp/" not in stream, stream
+
+
+def test_one_training_job_at_a_time(server: Any, admin: str) -> None:
+    import threading
+
+    release = threading.Event()
+    held = server.jobs.start("train", "held", lambda job: release.wait(60), owner="owner")
+    try:
+        for path, recipe in (("/api/train", "scratch-tiny.yaml"), ("/api/tune", "tune/smollm2-lora.yaml")):
+            r = httpx.post(server.url + path, json={"config": recipe}, headers=bearer(admin))
+            assert refused(r, 409)["code"] == "job_running"
+        assert [j.id for j in server.jobs.list("train") if not j.ended] == [held.id]
+    finally:
+        release.set()
+        held.wait(10)

@@ -50,12 +50,21 @@ def settings_of(request: Request) -> config.Settings:
     return request.app.state.settings
 
 
+def public(value: Any) -> Any:
+    """``value`` with every string in it scrubbed of tracebacks and server paths (a job's error, the
+    files an ingest names in its events and result): what a client may read of a job."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public(v) for v in value]
+    return value
+
+
 def job_summary(job: Job) -> dict[str, Any]:
-    """A job's summary as a client sees it: its error without tracebacks or server paths."""
-    data = job.summary()
-    if data.get("error"):
-        data["error"] = scrub(str(data["error"]))
-    return data
+    """A job's summary as a client sees it: no tracebacks or server paths in its error or result."""
+    return public(job.summary())
 
 
 def may_see(principal: Principal, job: Job) -> bool:
@@ -112,7 +121,8 @@ async def job_events(job_id: str, request: Request, start: int = 0) -> EventSour
         while True:
             ended = job.ended  # read first: once ended, the job's last event is already recorded
             for event in job.since(seq):
-                yield ServerSentEvent(json.dumps(event.to_dict(), default=str), event=event.type, id=str(event.seq))
+                data = json.dumps(public(event.to_dict()), default=str)
+                yield ServerSentEvent(data, event=event.type, id=str(event.seq))
                 seq = event.seq + 1
             if ended:
                 return
