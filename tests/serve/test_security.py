@@ -222,6 +222,16 @@ def test_ui_api_without_a_key_is_refused(server: Any) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
+@pytest.mark.parametrize("form", ["bearer", "x-api-key", "cookie"])
+def test_ui_api_with_an_unknown_key_is_refused(server: Any, form: str) -> None:
+    # the UI once took a key it did not know for "no limits"
+    wrong = "hth-not-a-key"
+    headers = {"bearer": bearer(wrong), "x-api-key": {"X-API-Key": wrong}, "cookie": {"Cookie": f"hearth_key={wrong}"}}
+    r = httpx.post(server.url + "/ui/gradio_api/call/kb_docs", json={"data": ["hr"]}, headers=headers[form])
+    assert r.status_code in (303, 401), (r.status_code, r.text[:300])
+    assert SECRET not in r.text and "event_id" not in r.text
+
+
 # ---------------------------------------------------------------------------------------------
 # Host and Origin: DNS rebinding and cross-site requests
 
