@@ -60,28 +60,26 @@ def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_one_command_writes_the_report(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    cfg = compare_arch.load_config(
-        RECIPE,
-        [
-            f"out={out}",
-            "parameters=3000",
-            "architectures=[{arch: transformer, num_layers: 1}, {arch: rwkv, num_layers: 1}]",
-            f"base.data.path={ROOT / 'examples' / 'data' / 'tang300' / 'tang300.txt'}",
-            "base.model.block_size=16",
-            "base.training.max_steps=4",
-            "base.training.batch_size=4",
-            "base.training.eval_every=2",
-            "base.training.eval_batches=1",
-            "recall.max_gap=8",
-            "recall.eval_gaps=[1, 8]",
-            "recall.train_examples=32",
-            "recall.eval_examples=8",
-            "recall.training.max_steps=2",
-            "recall.training.batch_size=8",
-            "inference.contexts=[8, 32]",
-            "inference.repeats=1",
-        ],
-    )
+    overrides = [
+        f"out={out}",
+        "parameters=3000",
+        "architectures=[{arch: transformer, num_layers: 1}, {arch: rwkv, num_layers: 1}]",
+        f"base.data.path={ROOT / 'examples' / 'data' / 'tang300' / 'tang300.txt'}",
+        "base.model.block_size=16",
+        "base.training.max_steps=4",
+        "base.training.batch_size=4",
+        "base.training.eval_every=2",
+        "base.training.eval_batches=1",
+        "recall.max_gap=8",
+        "recall.eval_gaps=[1, 8]",
+        "recall.train_examples=32",
+        "recall.eval_examples=8",
+        "recall.training.max_steps=2",
+        "recall.training.batch_size=8",
+        "inference.contexts=[8, 32]",
+        "inference.repeats=1",
+    ]
+    cfg = compare_arch.load_config(RECIPE, overrides)
     report = compare_arch.run_comparison(cfg, progress=lambda line: None)
     data = json.loads((out / "results.json").read_text())
     assert set(data["lm"]) == set(data["inference"]) == set(data["recall"]) == {"transformer", "rwkv"}
@@ -92,3 +90,18 @@ def test_one_command_writes_the_report(home: Path, tmp_path: Path) -> None:
         assert png in text
     assert f"{data['lm']['rwkv']['best_val_loss']:.3f}" in text  # the table shows the measured numbers
     assert "weak long-range memory" not in text  # only the architectures that ran are in the table
+
+    # parts=[recall]: only the recall task again; the language models' and decoding numbers are kept.
+    again = compare_arch.load_config(RECIPE, [*overrides, "parts=[recall]", "recall.eval_gaps=[2, 8]"])
+    compare_arch.run_comparison(again, progress=lambda line: None)
+    redone = json.loads((out / "results.json").read_text())
+    assert redone["lm"] == data["lm"] and redone["inference"] == data["inference"]
+    assert set(redone["recall"]["rwkv"]["accuracy"]) == {"2", "8"}
+    assert set(redone["seconds"]) == {"lm", "inference", "recall"}
+    assert "| gap 2 | gap 8 |" in (out / "README.md").read_text()
+
+
+def test_measuring_one_part_needs_the_others_measured_once(tmp_path: Path) -> None:
+    cfg = compare_arch.load_config(RECIPE, [f"out={tmp_path}", "parts=[recall]"])
+    with pytest.raises(ConfigError, match="run all parts once first"):
+        compare_arch.run_comparison(cfg, progress=lambda line: None)

@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         """Train a model from scratch with the one training loop: model.arch = transformer, lstm, cnn, mamba or rwkv.
 
         `hearth train compare configs/compare-architectures.yaml` trains all five at a matched parameter
-        count and token budget and writes the measured comparison to docs/results/architectures/.
+        count and token budget and writes the measured comparison to docs/results/architectures/
+        (`parts=[recall]` after it measures only the recall task again and keeps the other numbers).
         """
         from hearth import config as hconfig
         from hearth.errors import ConfigError
