@@ -1,7 +1,7 @@
 """Collections: one knowledge base each, under ``$HEARTH_HOME/kb/<name>/``. The library's public API.
 
     create(name)            list_collections()      stats(name)        drop(name)
-    add(name, paths)        list_docs(name)         remove(name, doc)  reindex(name)
+    add(name, paths)        list_docs(name)         remove(name, doc)  reindex(name)   compact(name)
     search(name, query)     save_upload(name, filename, data)   threshold(name)
 
 The CLI, the HTTP API and the chat engine all call these functions, passing the ``Settings`` their face
@@ -93,20 +93,34 @@ class Collection:
     def recover(self) -> list[str]:
         """Make the manifest agree with the store (the truth): drop partial or unlisted documents.
 
-        Returns the doc ids that were repaired. A document is kept only when the store holds exactly
-        the number of chunks the manifest says; anything else (a kill -9 between the store write and
-        the manifest write, or halfway through a delete) is removed from both, so the next ``add``
-        ingests that file again from scratch.
+        Returns the doc ids that were repaired. An update killed between the store's swap and the
+        manifest's ``put`` left its new entry pending: when the store holds that entry's number of
+        chunks (and not the old one's), the swap committed and the new entry is adopted; otherwise the
+        old version is whole in the store and stays. After that a document is kept only when the store
+        holds exactly the number of chunks the manifest says; anything else (a kill -9 between the
+        store write and the manifest write of a new document, or halfway through a delete) is removed
+        from both, so the next ``add`` ingests that file again from scratch.
         """
         counts = self.store.doc_chunk_counts()
-        bad = [d for d, n in counts.items() if d not in self.manifest.docs or self.manifest.docs[d].n_chunks != n]
-        missing = [d for d, e in self.manifest.docs.items() if e.n_chunks and d not in counts]
+        docs = self.manifest.docs
+        adopted = [
+            e
+            for d, e in self.manifest.pending.items()
+            if counts.get(d) == e.n_chunks and (d not in docs or docs[d].n_chunks != e.n_chunks)
+        ]
+        stale = bool(self.manifest.pending)
+        self.manifest.pending.clear()  # each swap either committed (adopted) or never happened
+        if adopted:
+            self.manifest.put(adopted)
+        bad = [d for d, n in counts.items() if d not in docs or docs[d].n_chunks != n]
+        missing = [d for d, e in docs.items() if e.n_chunks and d not in counts]
         if bad:
             self.store.delete_docs(bad)
         if bad or missing:
             self.manifest.delete(sorted(set(bad) | set(missing)))
+        if bad or missing or stale:
             self.manifest.compact()
-        return sorted(set(bad) | set(missing))
+        return sorted({e.doc_id for e in adopted} | set(bad) | set(missing))
 
     def close(self) -> None:
         self.store.close()
@@ -231,6 +245,17 @@ def opened(name: str, settings: Settings | None = None) -> Collection:
         return coll
 
 
+def for_writing(name: str, settings: Settings | None = None) -> Collection:
+    """The process's open copy, brought up to date for a writer holding ``write_lock(name)``.
+
+    A writer killed after a store commit never bumped ``generation``, so the copy may predate that
+    commit: its store moves to the latest version and its manifest is read again from disk."""
+    coll = opened(name, settings)
+    coll.store.refresh()
+    coll.manifest = Manifest(coll.dir)
+    return coll
+
+
 def forget(name: str) -> None:
     """Close and drop the process's open copy (after drop or reindex)."""
     with _open_lock:
@@ -304,7 +329,7 @@ def stats(name: str, *, settings: Settings) -> CollectionStats:
 def drop(name: str) -> None:
     """Delete the collection: its store (also a Milvus collection on a server) and its folder."""
     with write_lock(name):
-        coll = opened(name)
+        coll = for_writing(name)
         forget(name)
         coll.store.drop()
         coll.close()
@@ -341,8 +366,7 @@ def find_doc(coll: Collection, doc: str) -> DocEntry:
 def remove(name: str, doc: str) -> DocEntry:
     """Delete a document: all its chunks go in one store operation, then its manifest entry."""
     with write_lock(name):
-        coll = opened(name)
-        coll.manifest = Manifest(coll.dir)  # another process may have written since this copy was read
+        coll = for_writing(name)
         entry = find_doc(coll, doc)
         coll.store.delete_docs([entry.doc_id])
         coll.manifest.delete([entry.doc_id])
@@ -350,6 +374,15 @@ def remove(name: str, doc: str) -> DocEntry:
         coll.store.optimize()
         bump_generation(coll)
     return entry
+
+
+def compact(name: str) -> None:
+    """Fold the manifest's journal into its snapshot and compact the store (its fragments and indexes)."""
+    with write_lock(name):
+        coll = for_writing(name)
+        coll.manifest.compact()
+        coll.store.optimize()
+        bump_generation(coll)
 
 
 def save_upload(name: str, filename: str, data: bytes) -> Path:
@@ -386,6 +419,7 @@ __all__ = [
     "IngestReport",
     "SearchResult",
     "add",
+    "compact",
     "create",
     "drop",
     "list_collections",

@@ -1,10 +1,13 @@
 """Ingest as a job: files → parse → chunk → embed → store, incremental, idempotent and resumable.
 
 Per file: hash the bytes; an unchanged file (same hash, same embedder) is skipped; a changed one has
-its old chunks deleted and is ingested again. Chunks of several files are written to the store in one
-commit, and only after that commit are their manifest entries journaled, so after a kill -9 the
-store holds whole documents only and ``Collection.recover()`` drops any document the manifest does not
-vouch for. ``sync=True`` also removes documents whose files are gone from the given folders.
+its chunks swapped for the new version's in one store commit (journaled as pending before, confirmed
+after), so a kill -9 or a cancel mid-update leaves the old version or the new one, whole, never
+neither (LanceDB and FAISS; Chroma and Milvus have no such commit: they delete, then add). Chunks of
+several new files are written to the store in one commit, and only after that commit are their
+manifest entries journaled, so after a kill -9 the store holds whole documents only and
+``Collection.recover()`` drops any document the manifest does not vouch for. ``sync=True`` also
+removes documents whose files are gone from the given folders.
 Progress goes to ``on_event`` (the CLI draws a rich bar; the HTTP API streams the same events).
 """
 
@@ -178,12 +181,10 @@ def _add_locked(
     on_event: Callable[[IngestEvent], None] | None,
     settings: Settings,
 ) -> IngestReport:
-    from hearth.kb.collection import bump_generation, opened
-    from hearth.kb.manifest import Manifest
+    from hearth.kb.collection import bump_generation, for_writing
 
     cfg = settings.kb
-    coll = opened(name, settings)
-    coll.manifest = Manifest(coll.dir)  # read under the lock: another process may have written since
+    coll = for_writing(name, settings)
     emb = coll.embedder
     report = IngestReport()
     start = time.perf_counter()
@@ -297,16 +298,16 @@ def _add_locked(
             )
             if old is not None or doc_id in _pending_ids(pending_entries):
                 flush()  # the old version's journal entry must not outlive its chunks
+                coll.manifest.begin_swap(entry)  # recover() adopts it if the swap below commits
                 replace = getattr(coll.store, "replace_doc", None)
                 if replace is not None:
                     # one commit swaps the versions: a crash or cancel before it keeps the old one whole
                     replace(doc_id, doc_rows)
-                    coll.manifest.put([entry])
-                    bump_generation(coll)
-                else:  # engines without an atomic swap: delete, then add with the next commit
+                else:  # engines without an atomic swap (Chroma, Milvus): delete, then add at once
                     coll.store.delete_docs([doc_id])
-                    pending_rows.extend(doc_rows)
-                    pending_entries.append(entry)
+                    coll.store.add(doc_rows)
+                coll.manifest.put([entry])
+                bump_generation(coll)
                 report.updated.append(source)
             else:
                 pending_rows.extend(doc_rows)
@@ -376,11 +377,11 @@ def reindex(
     """
     from hearth.kb import collection as kc
     from hearth.kb.embed import get_embedder
-    from hearth.kb.manifest import Manifest, write_json_atomic
+    from hearth.kb.manifest import write_json_atomic
 
     with kc.write_lock(name):
-        coll = kc.opened(name)
-        manifest = Manifest(coll.dir)
+        coll = kc.for_writing(name)
+        manifest = coll.manifest
         sources = [d.source for d in manifest.docs.values()]
         gone = [s for s in sources if not Path(s).is_file()]
         if gone:
@@ -394,6 +395,7 @@ def reindex(
         coll.store.drop()
         coll.close()
         manifest.docs.clear()
+        manifest.pending.clear()
         manifest.compact()
         meta = coll.meta
         meta.embedder, meta.embedder_id, meta.dim = spec, emb.id, emb.dim

@@ -2,7 +2,7 @@
 
 Engines live one per module (``store_lancedb.py``, ``store_milvus.py``, ``store_faiss.py``, ``store_chroma.py``) and
 are opened by name with ``open_store``. The protocol is deliberately small: add rows, delete whole
-documents, dense search, full-text search over the pre-tokenized column (see ``fulltext.py``), and the
+documents (engines that can also swap a document's chunks in one commit offer ``replace_doc``), dense search, full-text search over the pre-tokenized column (see ``fulltext.py``), and the
 per-document chunk counts that make the store the source of truth when the manifest is repaired.
 Fusion, thresholds and embedder checks live above the store (``retrieve.py``, ``collection.py``).
 """
@@ -161,6 +161,10 @@ class VectorStore(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def refresh(self) -> None:
+        """See the latest commit, also one another process made (a writer calls it under the lock)."""
+        ...
 
     def optimize(self) -> None:
         """Bring indexes up to date after a batch of writes (cheap when nothing changed)."""

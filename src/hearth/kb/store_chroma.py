@@ -113,6 +113,9 @@ class ChromaStore:
             )
         self._mirror = None
 
+    def refresh(self) -> None:
+        self._mirror = None  # rebuilt from Chroma's current rows on next use
+
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         for i in range(0, len(doc_ids), 500):
             self._col.delete(where={"doc_id": {"$in": list(doc_ids[i : i + 500])}})

@@ -134,13 +134,26 @@ class FaissStore:
     # -- writes ---------------------------------------------------------------------------------
 
     def add(self, rows: Sequence[Row]) -> None:
-        if not rows:
-            return
+        if rows:
+            self._write(rows)
+
+    def replace_doc(self, doc_id: str, rows: Sequence[Row]) -> None:
+        """Swap a document's chunks for ``rows`` in one transaction (readers see the old or the new version)."""
+        self._write(rows, replace=doc_id)
+
+    def _write(self, rows: Sequence[Row], replace: str | None = None) -> None:
         vecs = np.stack([_unit(r.vector) for r in rows]).astype(np.float32)
         with self._lock:
             index = self._fresh()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                old: list[int] = []
+                if replace is not None:
+                    old = [r[0] for r in self._db.execute("SELECT rowid FROM chunks WHERE doc_id = ?", (replace,))]
+                for i in range(0, len(old), 500):
+                    marks = ", ".join("?" * len(old[i : i + 500]))
+                    self._db.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", old[i : i + 500])
+                    self._db.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", old[i : i + 500])
                 ids = []
                 for r, v in zip(rows, vecs, strict=True):
                     cur = self._db.execute(
@@ -154,8 +167,14 @@ class FaissStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if old:
+                index.remove_ids(np.asarray(old, np.int64))
             index.add_with_ids(vecs, np.asarray(ids, np.int64))
             self._gen = gen  # the index file is saved by optimize() / close(); SQLite already holds the rows
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._fresh()  # reloads the index when the table's generation moved on
 
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         if not doc_ids:

@@ -102,6 +102,9 @@ class LanceStore:
         ).execute(self._arrow(rows))
         self._dirty = True
 
+    def refresh(self) -> None:
+        self._table.checkout_latest()  # an open table otherwise stays at the version it was opened at
+
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         ids = [safe_literal(d) for d in doc_ids]
         for i in range(0, len(ids), 500):

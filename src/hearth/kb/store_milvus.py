@@ -114,6 +114,9 @@ class MilvusStore:
         for i in range(0, len(data), 2000):
             self._c.insert(self.collection, data[i : i + 2000])
 
+    def refresh(self) -> None:
+        pass  # every call reads the current data
+
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         ids = [safe_literal(d) for d in doc_ids]
         for i in range(0, len(ids), 500):
