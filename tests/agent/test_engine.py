@@ -76,7 +76,8 @@ def test_conversation_keeps_history_without_passages(grounded, chat_model) -> No
 def test_a_failing_tool_becomes_a_result_and_the_loop_ends(home, torch_model) -> None:  # type: ignore[no-untyped-def]
     # On torch: on the llama.cpp engine, greedy decoding of this forced call runs away into a 128-token
     # string argument (its quantized kernels pick other tokens than torch's dequantized weights), and
-    # that would test the 135M model, not the loop. The engine's forced calls: tests/models/test_llama_engine.py.
+    # that would test the 135M model, not the loop. The engine's forced calls: tests/models/test_llama_engine.py
+    # (that runaway itself, cut off at max_tokens as a ToolCallCutOff: test_a_runaway_forced_call_stops_at_max_tokens).
     chat_model = torch_model
     calls: list[str] = []
 

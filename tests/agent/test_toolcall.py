@@ -169,6 +169,17 @@ def test_auto_mode_streams_text_and_holds_back_the_call() -> None:
     assert "".join(d.text for d in plain) == "a < b" and plain[-1].finish_reason == "length"
 
 
+def test_lazy_call_grammar_wraps_the_engines_grammar() -> None:
+    """The engine's grammar for a call's JSON becomes rule `call` inside one <tool_call> block; `root`
+    inside a literal or a character class is text, not the rule, and stays."""
+    engine_grammar = 'root ::= "{" space name "}"\nname ::= "\\"root\\"" | [root]\nself ::= root\nspace ::= " "?\n'
+    grammar = toolcall._lazy_call_grammar(engine_grammar)
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    assert rules["root"] == '"<tool_call>" [ \\n]? call [ \\n]? "</tool_call>"'
+    assert rules["call"] == '"{" space name "}"' and rules["self"] == "call"
+    assert rules["name"] == '"\\"root\\"" | [root]'
+
+
 def test_grammar_jump_forward_reads_forced_tokens_in_one_pass(torch_model) -> None:  # type: ignore[no-untyped-def]
     """Fixed parts of the JSON (keys, punctuation) are not sampled one forward pass at a time (torch)."""
     chat_model = torch_model

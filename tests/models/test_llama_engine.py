@@ -177,6 +177,75 @@ def test_required_call_and_json_schema(llama) -> None:  # type: ignore[no-untype
     assert isinstance(json.loads(any_json.text), dict)
 
 
+def test_auto_call_is_held_to_the_schema_by_a_lazy_grammar(llama) -> None:  # type: ignore[no-untyped-def]
+    """tool_choice auto: text stays free, but once the model writes <tool_call> the engine's grammar for
+    the tools' schemas takes over. With these seeds the model opens a call; without the grammar (the
+    same sampling) it never finishes one that parses."""
+    from hearth.agent import toolcall
+
+    msgs = [{"role": "user", "content": "Answer only with a <tool_call> for the weather in Oslo for 3 days."}]
+    prompt = llama.render(toolcall.local_messages(msgs, [FORECAST], native_tools=False))
+    for seed in (3, 5, 8):
+        params = generate.sampling(max_tokens=64, temperature=1.0, top_k=40, repetition_penalty=1.0, seed=seed)
+        out = generate.collect(toolcall.complete_with_tools(llama, msgs, params, [FORECAST], "auto"))
+        assert out.finish_reason == "tool_calls" and "<tool_call>" not in out.text, (seed, out)
+        call = out.tool_calls[0]["function"]
+        assert call["name"] == "get_forecast"
+        jsonschema.validate(json.loads(call["arguments"]), FORECAST["function"]["parameters"])
+
+        free = generate.collect(llama.stream(msgs, params, prompt=prompt)).text  # no grammar
+        assert "<tool_call>" in free and not toolcall.parse_calls(free)[1], (seed, free)
+
+    plain = [{"role": "user", "content": "What is the capital of France?"}]
+    greedy = generate.sampling(max_tokens=24, temperature=0)
+    out = generate.collect(toolcall.complete_with_tools(llama, plain, greedy, [FORECAST]))
+    assert out.tool_calls is None and "Paris" in out.text  # a lazy grammar leaves answers alone
+
+
+def test_a_runaway_forced_call_stops_at_max_tokens(llama) -> None:  # type: ignore[no-untyped-def]
+    """Greedy, this forced call's string never closes (it did in the agent loop test, 1f2714f): it ends at
+    max_tokens as an error with finish_reason 'length', never as an invalid call; a maxLength in the
+    tool's schema bounds it in the grammar, and the call is valid."""
+    from hearth.agent import toolcall
+
+    def inventory(maxlength: int | None = None) -> dict:  # type: ignore[type-arg]
+        item = {"description": "the item name", "type": "string"}  # as the loop's registry writes it
+        if maxlength:
+            item["maxLength"] = maxlength
+        parameters = {
+            "additionalProperties": False,
+            "properties": {"item": item},
+            "required": ["item"],
+            "type": "object",
+        }
+        return {
+            "type": "function",
+            "function": {
+                "name": "inventory",
+                "description": "Count an item in the warehouse.",
+                "parameters": parameters,
+            },
+        }
+
+    msgs = [
+        {"role": "system", "content": config.Settings().agent.system_prompt},
+        {"role": "user", "content": "How many ladders are in the warehouse?"},
+    ]
+    choice = {"type": "function", "function": {"name": "inventory"}}
+    greedy = generate.sampling(max_tokens=128, temperature=0.0)
+    with pytest.raises(toolcall.ToolCallCutOff) as cut:
+        generate.collect(toolcall.complete_with_tools(llama, msgs, greedy, [inventory()], choice))
+    assert (
+        cut.value.finish_reason == "length" and "max_tokens" in cut.value.message and "128 tokens" in cut.value.message
+    )
+    assert "maxLength" in cut.value.hint
+
+    out = generate.collect(toolcall.complete_with_tools(llama, msgs, greedy, [inventory(24)], choice))
+    assert out.finish_reason == "tool_calls"
+    args = json.loads(out.tool_calls[0]["function"]["arguments"])
+    assert 0 < len(args["item"]) <= 24
+
+
 def test_engine_crash_is_restarted_and_counted(llama) -> None:  # type: ignore[no-untyped-def]
     eng = llama.engine
     eng.ensure()

@@ -14,7 +14,10 @@ schema: a forced call (``required`` or a named tool) is decoded as JSON only, st
 prefix written into the prompt (no decode steps spent on text the grammar fixes anyway); ``auto``
 lets the model write text until it opens ``<tool_call>``. ``response_format: json_schema`` uses the
 same machinery. On the llama.cpp engine the same prompts and prefixes are used, and the engine's own
-JSON-schema grammar (llama-server's ``json_schema``) constrains forced calls and response formats.
+JSON-schema grammar (llama-server's ``json_schema``) constrains forced calls and response formats; in
+``auto`` the engine's grammar for the tools' schemas waits, lazily, until the model writes ``<tool_call>``.
+A call that ``max_tokens`` cuts off (a small model can run on inside a string) is never returned as a
+call: it raises ``ToolCallCutOff``, whose finish_reason is ``length``.
 Remote OpenAI-compatible servers get ``tools``/``tool_choice``/``response_format`` passed through.
 """
 
@@ -39,6 +42,23 @@ CALL_CLOSE = "</tool_call>"
 _CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.DOTALL)
 
 ToolChoice = str | dict[str, Any] | None
+_GBNF_WORD = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[A-Za-z0-9_-]+')  # literal, class or name
+
+
+class ToolCallCutOff(GenerationError):
+    """A tool call that max_tokens ended before its JSON closed: no call, finish_reason 'length'."""
+
+    code = "tool_call_cut_off"
+    finish_reason = "length"
+
+    def __init__(self, tokens: int, text: str) -> None:
+        shown = text if len(text) <= 120 else f"{text[:100]}…{text[-20:]}"
+        super().__init__(
+            f"the tool call was cut off at max_tokens (finish_reason 'length') after {tokens} tokens, "
+            f"before its arguments closed: {shown!r}",
+            "raise max_tokens if the arguments are long; if the model ran on inside a string, bound it in the "
+            "tool's JSON Schema (maxLength, enum or pattern: the grammar enforces them) or sample with temperature > 0",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,13 +328,22 @@ def _engine(
         completion = collect(chat_model.stream(msgs, params, prompt=prompt + prefix, json_schema=schema))
         yield _call_delta(completion, forced)
         return
-    if shown:  # auto: the model may write text or a call; calls are parsed from what it writes
-        yield from _parse_stream(chat_model.stream(msgs, params, prompt=prompt))
+    if shown:  # auto: free text, but a call the model opens must follow the tools' schemas
+        grammar = _lazy_call_grammar(chat_model.schema_grammar({"anyOf": [_call_schema(t) for t in shown]}))
+        yield from _parse_stream(chat_model.stream(msgs, params, prompt=prompt, grammar=grammar, trigger=CALL_OPEN))
         return
     schema = _format_schema(response_format) if _wants_json(response_format) else None
     if schema is None and _wants_json(response_format):
         schema = {}  # json_object: any JSON object
     yield from chat_model.stream(msgs, params, prompt=prompt, json_schema=schema)
+
+
+def _lazy_call_grammar(call_grammar: str) -> str:
+    """A GBNF grammar for one Hermes call block, ``<tool_call>`` included (a lazy grammar applies from
+    its trigger on), around the engine's grammar for the call's JSON. Its ``root`` becomes ``call``
+    (renamed wherever it is a rule name, never inside a literal or a character class)."""
+    body = _GBNF_WORD.sub(lambda m: "call" if m.group(0) == "root" else m.group(0), call_grammar)
+    return f'root ::= "{CALL_OPEN}" [ \\n]? call [ \\n]? "{CALL_CLOSE}"\n{body}'
 
 
 def _forced_call(tools: list[dict[str, Any]], forced: str | None) -> tuple[str, dict[str, Any]]:
@@ -333,10 +362,7 @@ def _call_delta(completion: Any, forced: str | None) -> Delta:
         data = json.loads(completion.text)
     except json.JSONDecodeError:
         # Only possible when max_tokens cut the JSON short: say so rather than invent a call.
-        raise GenerationError(
-            f"the tool call was cut off after {usage.completion_tokens} tokens: {completion.text!r}",
-            "raise max_tokens so the arguments fit",
-        ) from None
+        raise ToolCallCutOff(usage.completion_tokens, completion.text) from None
     call = new_call(forced, data) if forced else new_call(data["name"], data.get("arguments", {}))
     return Delta("", finish_reason="tool_calls", usage=usage, tool_calls=[call])
 
@@ -378,6 +404,8 @@ def _parse_stream(deltas: Iterator[Delta]) -> Iterator[Delta]:
             yield Delta(text[sent:cut])
             sent = cut
     content, calls = parse_calls(text)
+    if not calls and last.finish_reason == "length" and CALL_OPEN in text[sent:]:
+        raise ToolCallCutOff(last.usage.completion_tokens if last.usage else 0, text[text.find(CALL_OPEN) :])
     if calls:
         rest = content[sent:] if len(content) > sent else ""
         yield Delta(rest, finish_reason="tool_calls", usage=last.usage, tool_calls=calls)

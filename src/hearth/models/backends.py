@@ -6,6 +6,7 @@ engine, the CLI and the HTTP server never care which one answers.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -106,6 +107,7 @@ class EngineChatModel(_Collects):
         props = self.engine.get("/props")  # starts the process now: errors surface when the model loads
         self.context_length = int((props.get("default_generation_settings") or {}).get("n_ctx") or settings.context)
         self.chat_template = str(props.get("chat_template") or "")
+        self._grammars: dict[str, str] = {}  # JSON schema -> the engine's GBNF (schema_grammar)
 
     def count_tokens(self, text: str) -> int:
         return len(self.engine.post("/tokenize", {"content": text, "add_special": False})["tokens"])
@@ -117,6 +119,20 @@ class EngineChatModel(_Collects):
             body["tools"] = list(tools)
         return str(self.engine.post("/apply-template", body)["prompt"])
 
+    def schema_grammar(self, schema: dict[str, Any]) -> str:
+        """The engine's own GBNF grammar for a JSON schema (llama-server's converter), for callers that
+        embed it in a larger grammar. llama-server has no endpoint for the conversion alone: a
+        one-token request reports the grammar it built. Cached per schema."""
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            body = {"prompt": " ", "n_predict": 1, "json_schema": schema, "cache_prompt": False}
+            grammar = str(self.engine.post("/completion", body)["generation_settings"]["grammar"])
+            if len(self._grammars) >= 256:  # tool sets vary per request: keep the cache small
+                self._grammars.clear()
+            self._grammars[key] = grammar
+        return grammar
+
     def stream(
         self,
         messages: Sequence[dict[str, Any]],
@@ -124,7 +140,12 @@ class EngineChatModel(_Collects):
         tools: Sequence[dict[str, Any]] | None = None,
         prompt: str | None = None,
         json_schema: dict[str, Any] | None = None,
+        grammar: str | None = None,
+        trigger: str | None = None,
     ) -> Iterator[Delta]:
+        """``json_schema`` constrains the whole answer; ``grammar`` (GBNF) with a ``trigger`` constrains it
+        lazily: the text is free until the model writes ``trigger``, and from there on (the trigger
+        included) it must follow the grammar."""
         text = prompt if prompt is not None else self.render(messages, tools)
         body: dict[str, Any] = {
             "prompt": text,
@@ -141,6 +162,10 @@ class EngineChatModel(_Collects):
         }
         if json_schema is not None:
             body["json_schema"] = json_schema
+        if grammar is not None:
+            body["grammar"] = grammar
+        if trigger is not None:  # type 1: a word; a trigger that is one special token must also be preserved
+            body.update(grammar_lazy=True, grammar_triggers=[{"type": 1, "value": trigger}], preserved_tokens=[trigger])
         return self._deltas(body)
 
     def _deltas(self, body: dict[str, Any]) -> Iterator[Delta]:
