@@ -291,6 +291,16 @@ def test_no_orphan_engine_after_kill_9_of_hearth(tmp_path: Path) -> None:
     assert not _alive(child), f"llama-server {child} outlived its Hearth"
 
 
+def test_the_cli_starts_a_one_slot_engine(tmp_path: Path) -> None:
+    """`hearth chat` answering in its own process serves one conversation: its engine has one slot
+    (ready in ~0.4 s where the server's eight take ~0.9 s: bench/cli.py)."""
+    env = {**os.environ, "HEARTH_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "hearth.cli.main", "chat", "--local", "--max-tokens", "2", "-t", "0", "Hi"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    assert "n_slots = 1," in (tmp_path / "logs" / "engine-smollm2.log").read_text()
+
+
 def test_idle_engine_stops_and_starts_again(home: Path) -> None:
     spec = engine.Spec("idle-test", Path(_gguf()))
     settings = EngineSettings(idle_stop=0.5, slots=1, context=512)
