@@ -201,6 +201,11 @@ def test_auto_call_is_held_to_the_schema_by_a_lazy_grammar(llama) -> None:  # ty
     out = generate.collect(toolcall.complete_with_tools(llama, plain, greedy, [FORECAST]))
     assert out.tool_calls is None and "Paris" in out.text  # a lazy grammar leaves answers alone
 
+    # a schema llama.cpp's converter refuses: no grammar, the model's text is parsed (as torch does)
+    broken = {"type": "function", "function": {"name": "x", "parameters": {"properties": {"a": {"$ref": "#/nope"}}}}}
+    out = generate.collect(toolcall.complete_with_tools(llama, plain, greedy, [broken]))
+    assert out.tool_calls is None and "Paris" in out.text
+
 
 def test_a_runaway_forced_call_stops_at_max_tokens(llama) -> None:  # type: ignore[no-untyped-def]
     """Greedy, this forced call's string never closes (it did in the agent loop test, 1f2714f): it ends at

@@ -329,7 +329,14 @@ def _engine(
         yield _call_delta(completion, forced)
         return
     if shown:  # auto: free text, but a call the model opens must follow the tools' schemas
-        grammar = _lazy_call_grammar(chat_model.schema_grammar({"anyOf": [_call_schema(t) for t in shown]}))
+        try:
+            grammar = _lazy_call_grammar(chat_model.schema_grammar({"anyOf": [_call_schema(t) for t in shown]}))
+        except GenerationError:  # a schema llama.cpp's converter refuses: parse what the model writes, as torch does
+            log.warning(
+                "the engine cannot build a grammar for these tools; parsing unconstrained output", exc_info=True
+            )
+            yield from _parse_stream(chat_model.stream(msgs, params, prompt=prompt))
+            return
         yield from _parse_stream(chat_model.stream(msgs, params, prompt=prompt, grammar=grammar, trigger=CALL_OPEN))
         return
     schema = _format_schema(response_format) if _wants_json(response_format) else None
