@@ -42,7 +42,6 @@ def hearth(*args: str) -> str:
 
 
 def test_train_runs_compare_plot_and_chat(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # tables as wide as a real terminal, so ids are not cut
     hearth("train", str(ROOT / "configs" / "scratch-tiny.yaml"), *SMALL, "training.max_steps=20")
     hearth("train", str(ROOT / "configs" / "scratch-tiny.yaml"), *SMALL, "training.max_steps=20", "model.arch=cnn")
     ids = sorted(p.name for p in (home / "runs").iterdir())

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             Column("id", no_wrap=True),
             "kind",
             "arch",
-            "status",
+            Column("status", no_wrap=True),
             "step",
             "params",
             "train loss",
@@ -128,7 +128,10 @@ def register(app: typer.Typer) -> None:
                 _fmt(r["test_loss"]),
                 _fmt(r["tokens_per_s"]),
             )
-        out.print(table)
+        # Piped (grep, a script, a test) the table keeps its natural width: rich would fit it to 80 columns and
+        # end the ids `runs show` takes in "…". A terminal gets it fitted to its own width.
+        wide = out.measure(table, options=out.options.update_width(500)).maximum
+        (out if out.is_terminal else Console(width=max(out.width, wide))).print(table)
 
     @runs.command("show")
     def runs_show(run_id: str = typer.Argument(..., help="run id, runs/<id> or path")) -> None:
