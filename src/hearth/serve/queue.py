@@ -277,17 +277,30 @@ class GenerationQueue:
 
         A CPU decodes one sequence about as fast as it decodes eight in turn, so turns cost no
         throughput, and nobody waits for all the answers ahead of theirs before seeing a first token.
+        A request that joins gets its first token (its prompt's prefill) before anyone's next one, as
+        vLLM schedules prefills first: its time to first token does not include a turn of the others.
         """
         active: list[Iterator[None]] = []
+
+        def step(job: Iterator[None]) -> bool:
+            try:
+                next(job)
+                return True
+            except StopIteration:
+                return False
+
+        def admit(block: bool) -> None:
+            while len(active) < TORCH_TURNS and (block or not self._torch_jobs.empty()):
+                job = self._steps(*self._torch_jobs.get())
+                block = False
+                if step(job):
+                    active.append(job)
+
         while True:
-            while not active or not self._torch_jobs.empty():
-                if len(active) >= TORCH_TURNS and active:
-                    break
-                active.append(self._steps(*self._torch_jobs.get()))
+            admit(block=not active)
             for job in list(active):
-                try:
-                    next(job)
-                except StopIteration:
+                admit(block=False)
+                if not step(job):
                     active.remove(job)
 
     def prometheus(self) -> str:
