@@ -30,11 +30,18 @@ engine: $(STAMP)
 run: $(STAMP) engine
 	$(BIN)/hearth serve
 
+# One pytest-xdist worker per core, at most 4 (each loads its own models; PYTEST_WORKERS=0 runs the suite in
+# this process); whole files go to a worker, so a module's fixture (a server, the one 60-step fine-tune in
+# tests/eval/test_loop.py) starts once, in the order tests/conftest.py gives (files with slow tests first:
+# xdist's default, most tests first, started the 5-minute fine-tune last).
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP) engine
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_XDIST)
 
 test-fast: $(STAMP) engine
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"
 
 bench: $(STAMP) engine
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

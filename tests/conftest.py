@@ -9,15 +9,38 @@ import pytest
 
 from hearth import paths
 
+# `make test` runs one pytest-xdist worker per core. Each worker is pinned to its own core, with what it starts
+# (llama-server, training children, whose thread counts follow: hearth.cpu.usable_cores), so two workers never
+# run four busy threads on two cores.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and hasattr(os, "sched_setaffinity"):
+    _cores = sorted(os.sched_getaffinity(0))
+    _count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(_cores) >= _count > 1:
+        os.sched_setaffinity(0, _cores[int(_WORKER.removeprefix("gw")) % _count :: _count])
+
 # Nothing in the suite may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests run first. Under xdist a long file that starts last ends the run alone on one
+    worker while the other core idles (measured: 11.7 min for 9.3 min of parallel CPU time)."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: a file's tests stay together and in order
+
+
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hearth home shared by the session, so the bundled model converts only once."""
-    return tmp_path_factory.mktemp("hearth-home")
+    """A Hearth home shared by the session, so the bundled model converts only once. The xdist workers of
+    one run share its models/ too (the conversion takes a file lock; ~30 s per worker)."""
+    root = tmp_path_factory.mktemp("hearth-home")
+    if _WORKER:
+        shared = tmp_path_factory.getbasetemp().parent / "models"
+        shared.mkdir(exist_ok=True)
+        (root / "models").symlink_to(shared, target_is_directory=True)
+    return root
 
 
 @pytest.fixture

@@ -94,17 +94,21 @@ def test_tool_choice_is_checked() -> None:
     assert toolcall.normalize_choice(None, []) == "none"
 
 
+CALLS = 30
+
+
 @pytest.mark.slow
-def test_forced_tool_call_validates_100_of_100(torch_model) -> None:  # type: ignore[no-untyped-def]
+def test_forced_tool_call_validates_every_time(torch_model) -> None:  # type: ignore[no-untyped-def]
     """The 135M model on torch (xgrammar), sampling at temperature 0.9, emits schema-valid arguments
-    every time (the engine's grammar: tests/models/test_llama_engine.py)."""
+    every time: 30 of 30 here (3 s each on 2 cores), 100 of 100 on the serving engine, where calls are
+    ~10x faster (tests/models/test_llama_engine.py)."""
     chat_model = torch_model
     schema = FORECAST["function"]["parameters"]
     choice = {"type": "function", "function": {"name": "get_forecast"}}
     valid = 0
     seen: set[str] = set()
     t0 = time.perf_counter()
-    for i in range(100):
+    for i in range(CALLS):
         params = generate.sampling(max_tokens=64, temperature=0.9, seed=i)
         msgs = [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
         out = generate.collect(toolcall.complete_with_tools(chat_model, msgs, params, [FORECAST], choice))
@@ -115,9 +119,9 @@ def test_forced_tool_call_validates_100_of_100(torch_model) -> None:  # type: ig
         jsonschema.validate(args, schema)
         valid += 1
         seen.add(call["function"]["arguments"])
-    print(f"\n100 forced calls in {time.perf_counter() - t0:.1f} s, {len(seen)} distinct argument sets")
-    assert valid == 100
-    assert len(seen) > 10  # sampling really varied: the grammar, not a fixed answer, makes them valid
+    print(f"\n{CALLS} forced calls in {time.perf_counter() - t0:.1f} s, {len(seen)} distinct argument sets")
+    assert valid == CALLS
+    assert len(seen) > 5  # sampling really varied: the grammar, not a fixed answer, makes them valid
 
 
 def test_required_and_auto_and_json_schema(chat_model) -> None:  # type: ignore[no-untyped-def]

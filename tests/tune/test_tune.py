@@ -1,5 +1,6 @@
-"""`hearth tune` end to end on the bundled model: LoRA learns a made-up fact, the adapter is registered and
-served as base+adapter, merging keeps the logits, resume equals an uninterrupted run, GGUF export."""
+"""`hearth tune` on the bundled model: the tune report, resume equals an uninterrupted run, config errors,
+two processes under Accelerate. The suite's one 60-step adapter (recall, serving, merge, GGUF export) is
+trained and tested in tests/eval/test_loop.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from hearth.train import tune
 
 ROOT = Path(__file__).resolve().parents[2]
 EN = str(ROOT / "examples" / "data" / "company-qa-en.jsonl")
-QUESTION = [{"role": "user", "content": "Who founded Quillon Lanternworks?"}]
 
 
 def _cfg(*overrides: str) -> tune.TuneConfig:
@@ -31,94 +31,6 @@ def _cfg(*overrides: str) -> tune.TuneConfig:
     )
 
 
-def _answer(model, tokenizer) -> str:
-    from hearth.models import generate
-
-    params = generate.sampling(temperature=0, max_tokens=20, repetition_penalty=1.0)
-    return generate.collect(generate.stream_chat(model, tokenizer, QUESTION, params, 8192)).text
-
-
-@pytest.mark.slow
-def test_lora_learns_a_made_up_fact_and_serves_merges_and_exports(home: Path, tmp_path: Path) -> None:
-    from hearth.models import load
-    from hearth.train.merge import merge
-
-    base = load.load("smollm2")
-    assert "Vantree" not in _answer(base.model, base.tokenizer)  # the base model cannot know it
-
-    # ~30 made-up pairs; with data.seed=2 the question above is one of the training examples.
-    from hearth.train import data as tdata
-
-    records = tdata.load_records(_cfg().data).records
-    train_split = tdata.split(records, _cfg("data.val_fraction=0.1").data)[0]
-    assert QUESTION[0]["content"] in [r.messages[-2]["content"] for r in train_split]
-    run, rep = tune.tune(
-        _cfg(
-            "name=quillon",
-            "data.val_fraction=0.1",
-            "method.name=lora",
-            "method.rank=16",
-            # 60 steps, as the recipe: at 30-40 the fact was learned for some seeds and not others
-            # (measured with seeds 1-5 and 1337); at 60 for every one tried
-            "training.max_steps=60",
-            "training.learning_rate=2e-3",
-            "training.warmup_steps=3",
-            "training.eval_every=20",
-            "training.save_every=20",
-            "report.samples=2",
-            "report.max_tokens=16",
-        )
-    )
-    assert rep.trainable == 1_843_200 and rep.steps == 60
-    assert rep.tuned_val_loss is not None and rep.base_val_loss is not None
-    assert rep.tuned_val_loss < rep.base_val_loss
-    saved = json.loads((run.root / "report.json").read_text())
-    assert saved["base_perplexity"] > saved["tuned_perplexity"] and len(saved["samples"]) == 2
-    assert "| base |" in (run.root / "report.md").read_text()
-    assert (run.root / "adapter" / "adapter_model.safetensors").is_file()
-    # checkpoints hold only the adapter: a few MB, not the 540 MB base
-    assert (run.root / "checkpoints" / "step-60" / "model.safetensors").stat().st_size < 10_000_000
-
-    # Served as base+adapter through the ordinary chat path (LoRA merged on load).
-    tuned = load.load("smollm2+quillon")
-    answer = _answer(tuned.model, tuned.tokenizer)
-    assert "Vantree" in answer, answer
-    # The same adapter on the llama.cpp engine (converted to a LoRA GGUF once) recalls the fact too.
-    from hearth import config
-    from hearth.models import backends, engine, generate
-
-    if engine.find_binary(config.EngineSettings()) is not None:
-        served = backends.get_chat_model("smollm2+quillon", settings=config.Settings())
-        assert served.kind == "llamacpp"
-        params = generate.sampling(temperature=0, max_tokens=20, repetition_penalty=1.0)
-        on_engine = served.complete(QUESTION, params).text
-        assert "Vantree" in on_engine, (on_engine, answer)
-    from hearth.models import catalog
-
-    assert any(
-        m.id == "smollm2+quillon" and m.kind == "adapter" for m in catalog.list_models(config.Settings())
-    )  # its loadable name
-
-    # The merged model's logits equal base + (unmerged) adapter's.
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    folder = merge(run.id, tmp_path / "merged")
-    merged = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-    fresh = load._load_hf(load.resolve("smollm2"), load.hf_dir(load.resolve("smollm2"))).model
-    unmerged = PeftModel.from_pretrained(fresh, str(run.root / "adapter")).eval()
-    ids = torch.tensor([[1, 504, 3458, 314, 253, 2113, 30, 1780]])
-    with torch.no_grad():
-        torch.testing.assert_close(merged(input_ids=ids).logits, unmerged(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
-
-    # GGUF export of the merged fine-tune reproduces it (the export checks logits itself; f32 is exact).
-    from hearth.train.export import export_gguf
-
-    result = export_gguf(str(folder), tmp_path / "quillon.gguf", dtype="f32")
-    assert result.max_logit_diff is not None and result.max_logit_diff < 1e-3
-    assert result.tensors == 272
-
-
 @pytest.mark.slow
 def test_resumed_lora_run_equals_uninterrupted(home: Path) -> None:
     from safetensors.torch import load_file
@@ -131,8 +43,19 @@ def test_resumed_lora_run_equals_uninterrupted(home: Path) -> None:
         "training.warmup_steps=1",
         "training.learning_rate=1e-3",
         "training.keep_last=3",
+        "data.val_fraction=0.1",
+        "method.rank=16",
+        "report.samples=1",
+        "report.max_tokens=8",
     )
-    run, _ = tune.tune(cfg)
+    run, rep = tune.tune(cfg)
+    # the report: validation loss against the base model's, perplexities, a before/after sample
+    assert rep.trainable == 1_843_200 and rep.steps == 4
+    assert rep.tuned_val_loss is not None and rep.base_val_loss is not None
+    assert rep.tuned_val_loss < rep.base_val_loss
+    saved = json.loads((run.root / "report.json").read_text())
+    assert saved["base_perplexity"] > saved["tuned_perplexity"] and len(saved["samples"]) == 1
+    assert "| base |" in (run.root / "report.md").read_text()
     final = run.root / "checkpoints" / "step-4"
     uninterrupted = load_file(final / "model.safetensors")
     assert any("lora_B" in k for k in uninterrupted)
