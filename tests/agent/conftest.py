@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hearth import config, paths
+from homes import using_home
 
 DATA = Path(__file__).parent / "data"
 # Test tools that live outside the project's own venv (another SDK generation, Node.js clients) are
@@ -66,20 +67,11 @@ def kb_home(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     (root / "models").symlink_to(session_home / "models", target_is_directory=True)
     docs = root / "docs"
     shutil.copytree(DATA, docs)
-    old = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(root)
-    paths.set_home(root)
-    try:
+    with using_home(root):
         settings = config.Settings()
         collection.create("handbook", settings=settings)
         report = ingest.add("handbook", [docs], settings=settings)
         assert len(report.added) == 4 and not report.failed, report
-    finally:
-        paths.set_home(None)
-        if old is None:
-            os.environ.pop("HEARTH_HOME", None)
-        else:
-            os.environ["HEARTH_HOME"] = old
     return root
 
 

@@ -7,13 +7,13 @@ on torch and on the llama.cpp engine, merges with the same logits and exports to
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from hearth import paths
+from homes import using_home
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,18 +43,9 @@ def quillon_loop(tmp_path_factory: pytest.TempPathFactory, session_home: Path):
             'eval.out_of_corpus=["What is the boiling point of mercury?"]',
         ],
     )
-    old = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(root)
-    paths.set_home(root)
-    try:
+    with using_home(root):
         # a fixed "not found" threshold, as in test_compare: the calibrated one passes ~1 in 10 unrelated questions
         result = run_loop(cfg, report_dir=root / "loop-report", settings=config.Settings(kb={"score_threshold": 0.3}))
-    finally:
-        paths.set_home(None)
-        if old is None:
-            os.environ.pop("HEARTH_HOME", None)
-        else:
-            os.environ["HEARTH_HOME"] = old
     return root, result, root / "loop-report"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import threading
@@ -13,6 +12,8 @@ from pathlib import Path
 import openai
 import pytest
 from tiny_families import FAMILIES
+
+from homes import using_home
 
 NAMES = list(FAMILIES)
 ASK = [{"role": "user", "content": "Where is Oddly Creek?"}]
@@ -29,37 +30,30 @@ def server(tmp_path_factory: pytest.TempPathFactory, family_dirs: dict[str, Path
     """A real uvicorn server on a free port, its home's models/ holding tiny-<family> for each family."""
     import uvicorn
 
-    from hearth import config, paths
+    from hearth import config
     from hearth.serve.app import create_app
 
     home = tmp_path_factory.mktemp("serve-families")
     for name, folder in family_dirs.items():
         shutil.copytree(folder, home / "models" / f"tiny-{name}")
-    old = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(home)
-    paths.set_home(home)
-    settings = config.settings()
-    settings.generation.temperature = 0.0
-    port = _free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(settings, ui=False, mcp=False), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(10)
-        paths.set_home(None)
-        if old is None:
-            os.environ.pop("HEARTH_HOME", None)
-        else:
-            os.environ["HEARTH_HOME"] = old
+    with using_home(home):
+        settings = config.settings()
+        settings.generation.temperature = 0.0
+        port = _free_port()
+        uv = uvicorn.Server(
+            uvicorn.Config(create_app(settings, ui=False, mcp=False), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=uv.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not uv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            uv.should_exit = True
+            thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hearth import paths
+from homes import using_home
 
 
 def free_port() -> int:
@@ -48,21 +48,13 @@ class Server:
 @pytest.fixture(scope="module")
 def serve_home(tmp_path_factory: pytest.TempPathFactory, session_home: Path) -> Iterator[Path]:
     """A Hearth home for one test module (a server lives that long); models/ shared with the session."""
-    import os
 
     root = tmp_path_factory.mktemp("serve-home")
     shared = session_home / "models"
     shared.mkdir(exist_ok=True)
     (root / "models").symlink_to(shared, target_is_directory=True)
-    old = os.environ.get("HEARTH_HOME")
-    os.environ["HEARTH_HOME"] = str(root)
-    paths.set_home(root)
-    yield root
-    paths.set_home(None)
-    if old is None:
-        os.environ.pop("HEARTH_HOME", None)
-    else:
-        os.environ["HEARTH_HOME"] = old
+    with using_home(root):
+        yield root
 
 
 @pytest.fixture(scope="session")
