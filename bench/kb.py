@@ -50,14 +50,15 @@ DEV_SCRIPT = Path("/work/shared/data/build_dev_qa.py")
 
 
 def fetch_faq(work: Path) -> tuple[Path, Path]:
-    """Download debian-faq with apt, unpack it, build the QA set; returns (FAQ html dir, qa.jsonl)."""
+    """Download debian-faq and debian-faq-zh-cn with apt (the Chinese questions come from the second),
+    unpack them, build the QA sets; returns (FAQ html dir, English qa.jsonl)."""
     work.mkdir(parents=True, exist_ok=True)
-    debs = glob.glob(str(work / "debian-faq_*.deb"))
-    if not debs:
-        subprocess.run(["apt-get", "download", "debian-faq"], cwd=work, check=True, capture_output=True)
-        debs = glob.glob(str(work / "debian-faq_*.deb"))
     root = work / "root"
-    if not root.exists():
+    for package in ("debian-faq", "debian-faq-zh-cn"):
+        debs = glob.glob(str(work / f"{package}_*.deb"))
+        if not debs:
+            subprocess.run(["apt-get", "download", package], cwd=work, check=True, capture_output=True)
+            debs = glob.glob(str(work / f"{package}_*.deb"))
         subprocess.run(["dpkg", "-x", debs[0], str(root)], check=True)
     out = work / "qa"
     subprocess.run([sys.executable, str(DEV_SCRIPT), str(root), str(out)], check=True, capture_output=True)

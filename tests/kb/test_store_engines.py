@@ -139,3 +139,34 @@ def test_lancedb_vector_index_reports_true_cosine_similarity(tmp_path: Path) -> 
         assert hits[0].id == f"d{i}:0"
         # each score is that row's true cosine similarity (which rows rank 2-5 may vary: it is approximate)
         assert [h.score for h in hits] == pytest.approx([exact[int(h.doc_id[1:])] for h in hits], abs=1e-3)
+
+
+def test_lancedb_many_small_adds_keep_one_vector_index_and_few_fragments(tmp_path: Path) -> None:
+    """A real ingest is many adds, each followed by optimize(): Lance appends each one's rows to the vector
+    index as a delta and will not compact fragments indexed by different deltas (a 3,000-file ingest left
+    143 of each, and dense search 5x slower). Past ``MAX_INDEX_DELTAS`` the index is rebuilt whole."""
+    from hearth.kb.store_lancedb import INDEX_MIN_ROWS, MAX_INDEX_DELTAS, LanceStore
+
+    dim = 32
+    rng = np.random.default_rng(1)
+    total = INDEX_MIN_ROWS + 3 * MAX_INDEX_DELTAS * 20
+    vectors = rng.standard_normal((total, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [
+        Row(f"d{i}:0", f"d{i}", "s", "t", "", 0, 0, f"text {i}", f"text{i}", "", 0, "h", "t@1/32", vectors[i])
+        for i in range(total)
+    ]
+    store = LanceStore(tmp_path / "lance", dim)
+    store.add(rows[:INDEX_MIN_ROWS])
+    store.optimize()
+    (vector,) = [ix.name for ix in store._table.list_indices() if "vector" in ix.columns]
+    seen = []
+    for start in range(INDEX_MIN_ROWS, total, 20):  # 24 adds of 20 rows, as an ingest commits them
+        store.add(rows[start : start + 20])
+        store.optimize()
+        seen.append(store.index_deltas(vector))
+        assert seen[-1] <= MAX_INDEX_DELTAS and store.fragments() <= MAX_INDEX_DELTAS + 1, (seen, store.fragments())
+    assert max(seen) == MAX_INDEX_DELTAS and min(seen) == 1  # deltas did pile up, and were folded back
+    assert store.count() == total
+    last = total - 1  # the newest rows are found through the index
+    assert store.search_dense(vectors[last], 1)[0].id == f"d{last}:0"

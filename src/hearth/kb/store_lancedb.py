@@ -28,6 +28,11 @@ TABLE = "chunks"
 INDEX_MIN_ROWS = 5_000  # exact search measured 14 ms at 10k rows, 116 ms at 100k; the index 3 ms at 10k
 LIGHT_FIELDS = ("id", "doc_id")
 REFINE = 2  # index candidates re-scored exactly per result wanted
+# Each optimize() after an add appends the new rows to the vector index as one more delta, and Lance
+# neither merges deltas nor compacts fragments indexed by different ones. Measured after a real ingest
+# (3,000 files in 150 adds, 120k chunks): 143 deltas and 143 fragments, dense search 125 ms instead of
+# 23 ms, whole hybrid search p50 133 ms; with the index rebuilt and the table compacted, 20 ms.
+MAX_INDEX_DELTAS = 8
 
 
 def _schema(dim: int) -> pa.Schema:
@@ -134,9 +139,20 @@ class LanceStore:
             )
         elif n:
             self._table.optimize()  # appends the new rows to the existing indexes
-        if n >= INDEX_MIN_ROWS and not any("vector" in ix.columns for ix in indices.values()):
+        vector = next((ix.name for ix in indices.values() if "vector" in ix.columns), None)
+        if n >= INDEX_MIN_ROWS and vector is None:
             self.build_vector_index()
+        elif vector is not None and self.index_deltas(vector) > MAX_INDEX_DELTAS:
+            # one index again, with partitions for today's size (a rebuild costs ~0.2 ms a row), and the
+            # fragments the deltas held apart compacted
+            self.build_vector_index()
+            self._table.optimize()
         self._dirty = False
+
+    def index_deltas(self, name: str) -> int:
+        """How many pieces index ``name`` is in: one per optimize() that added rows since it was built."""
+        stats = self._table.index_stats(name)
+        return int(stats.num_indices) if stats is not None and stats.num_indices else 1
 
     def build_vector_index(self) -> None:
         n = self._table.count_rows()
