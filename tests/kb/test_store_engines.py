@@ -115,6 +115,17 @@ def test_collection_end_to_end(engine: str, home: Path, docs: Path) -> None:
     assert not (home / "kb" / "kb1").exists()
 
 
+def _random_rows(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, list[Row]]:
+    """``n`` one-chunk documents d0…d{n-1} with random unit vectors (no embedder: the store is under test)."""
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [
+        Row(f"d{i}:0", f"d{i}", "s", "t", "", 0, 0, f"text {i}", f"text{i}", "", 0, "h", f"t@1/{dim}", vectors[i])
+        for i in range(n)
+    ]
+    return vectors, rows
+
+
 def test_lancedb_vector_index_reports_true_cosine_similarity(tmp_path: Path) -> None:
     """Past ``INDEX_MIN_ROWS`` dense search goes through the IVF-HNSW-SQ index, whose own distances are
     quantized; the "not found" threshold needs real cosine similarities, so results are re-scored."""
@@ -122,12 +133,7 @@ def test_lancedb_vector_index_reports_true_cosine_similarity(tmp_path: Path) -> 
 
     dim = 64
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((INDEX_MIN_ROWS, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [
-        Row(f"d{i}:0", f"d{i}", "s", "t", "", 0, 0, f"text {i}", f"text{i}", "", 0, "h", "t@1/64", vectors[i])
-        for i in range(INDEX_MIN_ROWS)
-    ]
+    vectors, rows = _random_rows(INDEX_MIN_ROWS, dim, rng)
     store = LanceStore(tmp_path / "lance", dim)
     store.add(rows)
     store.optimize()  # builds the vector index at this size
@@ -148,14 +154,8 @@ def test_lancedb_many_small_adds_keep_one_vector_index_and_few_fragments(tmp_pat
     from hearth.kb.store_lancedb import INDEX_MIN_ROWS, MAX_INDEX_DELTAS, LanceStore
 
     dim = 32
-    rng = np.random.default_rng(1)
     total = INDEX_MIN_ROWS + 3 * MAX_INDEX_DELTAS * 20
-    vectors = rng.standard_normal((total, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rows = [
-        Row(f"d{i}:0", f"d{i}", "s", "t", "", 0, 0, f"text {i}", f"text{i}", "", 0, "h", "t@1/32", vectors[i])
-        for i in range(total)
-    ]
+    vectors, rows = _random_rows(total, dim, np.random.default_rng(1))
     store = LanceStore(tmp_path / "lance", dim)
     store.add(rows[:INDEX_MIN_ROWS])
     store.optimize()
