@@ -141,7 +141,9 @@ class EngineSettings(Section):
     binary: str | None = Field(None, description="path to llama-server (empty = the one `make setup` built)")
     slots: int = Field(8, ge=1, le=256, description="requests one engine decodes together (llama-server -np)")
     context: int = Field(4096, ge=256, description="tokens per slot: prompt + answer (-c is slots × context)")
-    threads: int | None = Field(None, ge=1, description="llama-server threads (empty = the cores this process may run on)")
+    threads: int | None = Field(
+        None, ge=1, description="llama-server threads (empty = the cores this process may run on)"
+    )
     idle_stop: float = Field(900.0, ge=0, description="seconds without requests before an engine stops (0 = never)")
     start_timeout: float = Field(120.0, gt=0, description="seconds an engine may take to load its model")
 
