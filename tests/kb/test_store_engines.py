@@ -6,6 +6,9 @@ library API (``hearth.kb.collection``), as ``test_collection.py`` does for Lance
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +127,34 @@ def _random_rows(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray
         for i in range(n)
     ]
     return vectors, rows
+
+
+def test_lancedb_index_work_prints_nothing(tmp_path: Path) -> None:
+    """Building and extending the vector index (what ``hearth kb add`` does past ``INDEX_MIN_ROWS``) leaves
+    the terminal alone: Lance's Rust logger printed a centroid-statistics warning on every optimize(),
+    because the variable that silences it is LANCEDB_LOG, not the LANCE_LOG set before. A child process,
+    since the logger reads the environment once, when lancedb is first imported."""
+    from hearth.kb.store_lancedb import INDEX_MIN_ROWS
+
+    script = f"""
+import numpy as np
+from pathlib import Path
+from hearth.kb.store import Row
+from hearth.kb.store_lancedb import INDEX_MIN_ROWS, LanceStore
+v = np.random.default_rng(0).standard_normal((INDEX_MIN_ROWS + 40, 16)).astype(np.float32)
+rows = [Row(f"d{{i}}:0", f"d{{i}}", "s", "t", "", 0, 0, "x", "x", "", 0, "h", "e", v[i]) for i in range(len(v))]
+store = LanceStore(Path({str(tmp_path / "lance")!r}), 16)
+store.add(rows[:INDEX_MIN_ROWS])
+store.optimize()
+store.add(rows[INDEX_MIN_ROWS:])
+store.optimize()
+print(store.count())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANCE", "RUST_LOG"))}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(INDEX_MIN_ROWS + 40)]
+    assert "WARN" not in out.stderr and "lance" not in out.stderr, out.stderr[-2000:]
 
 
 def test_lancedb_vector_index_reports_true_cosine_similarity(tmp_path: Path) -> None:
