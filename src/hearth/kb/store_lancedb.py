@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,8 +22,12 @@ from hearth.errors import KBError
 from hearth.kb.store import HIT_FIELDS, Filter, Hit, Row, safe_literal
 
 # Lance's Rust logger prints k-means warnings ("empty clusters") to the terminal while it builds the
-# vector index of a small or skewed table; they say nothing a user can act on. Errors still show.
+# vector index of a small or skewed table, and a notice about centroids on every index_stats(); they
+# say nothing a user can act on. Errors still show. lancedb's logger reads LANCEDB_LOG (LANCE_LOG alone,
+# set here before, did not reach it). Index statistics without the centroids: only deltas are read.
+os.environ.setdefault("LANCEDB_LOG", "error")
 os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 
 TABLE = "chunks"
 INDEX_MIN_ROWS = 5_000  # exact search measured 14 ms at 10k rows, 116 ms at 100k; the index 3 ms at 10k
@@ -31,7 +36,8 @@ REFINE = 2  # index candidates re-scored exactly per result wanted
 # Each optimize() after an add appends the new rows to the vector index as one more delta, and Lance
 # neither merges deltas nor compacts fragments indexed by different ones. Measured after a real ingest
 # (3,000 files in 150 adds, 120k chunks): 143 deltas and 143 fragments, dense search 125 ms instead of
-# 23 ms, whole hybrid search p50 133 ms; with the index rebuilt and the table compacted, 20 ms.
+# 23 ms, whole hybrid search p50 133 ms. Rebuilt at 8 (see optimize): at worst 8 deltas and 8 fragments,
+# hybrid p95 18 ms (store side) at 120k rows, for an ingest 15% slower than one that never rebuilds.
 MAX_INDEX_DELTAS = 8
 
 
@@ -78,6 +84,21 @@ class LanceStore:
         else:
             self._table = self._db.create_table(TABLE, schema=_schema(dim), exist_ok=True)
         self._dirty = True  # unknown index state after open: let optimize() check once
+        self._rows: int | None = None  # count_rows() of the version open, kept: every fused search asks
+
+    def _read(self, query: Any) -> list[dict]:
+        """Run a query built on the async table the sync one wraps, on lancedb's own event loop.
+
+        Why not ``table.search()``: the sync builder asks the table for its schema (twice for a vector
+        query) and checks for legacy indexes, each a trip to that loop; at 120k rows it cost ~3 ms of a
+        12 ms dense search. Same table object, so reads see this store's writes and ``refresh``."""
+        from lancedb.background_loop import LOOP
+
+        return LOOP.run(query.to_arrow()).to_pylist()
+
+    @property
+    def _async(self) -> Any:
+        return self._table._table  # lancedb is pinned (pyproject): the AsyncTable the sync table wraps
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -86,7 +107,7 @@ class LanceStore:
             return
         # one add() = one Lance commit: a document's chunks appear all at once or not at all
         self._table.add(self._arrow(rows))
-        self._dirty = True
+        self._changed()
 
     def _arrow(self, rows: Sequence[Row]) -> pa.Table:
         cols: dict[str, list] = {name: [] for name in _schema(self.dim).names if name != "vector"}
@@ -105,27 +126,41 @@ class LanceStore:
         ).when_matched_update_all().when_not_matched_insert_all().when_not_matched_by_source_delete(
             f"doc_id = '{safe_literal(doc_id)}'"
         ).execute(self._arrow(rows))
+        self._changed()
+
+    def _changed(self) -> None:
         self._dirty = True
+        self._rows = None
 
     def refresh(self) -> None:
         self._table.checkout_latest()  # an open table otherwise stays at the version it was opened at
+        self._rows = None
 
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         ids = [safe_literal(d) for d in doc_ids]
         for i in range(0, len(ids), 500):
             inside = ", ".join(f"'{d}'" for d in ids[i : i + 500])
             self._table.delete(f"doc_id IN ({inside})")
-        self._dirty = True
+        self._changed()
 
     def optimize(self) -> None:
-        """Create the full-text index (and the vector index on big tables); fold new rows into them."""
+        """Compact the table, create the full-text index (and the vector index on big tables) and fold new
+        rows into them; at ``MAX_INDEX_DELTAS`` pieces the vector index is rebuilt whole."""
         if not self._dirty:
             return
         indices = {ix.name: ix for ix in self._table.list_indices()}
-        n = self._table.count_rows()
+        n = self.count()
+        vector = next((ix.name for ix in indices.values() if "vector" in ix.columns), None)
+        if vector is not None and self.index_deltas(vector) >= MAX_INDEX_DELTAS:  # this add would be one more
+            # Dropped before compacting: a compaction remaps every index over the fragments it rewrites,
+            # and remapping IVF-HNSW is dearer than building it (110k rows: 66 s, against 1.6 s for the
+            # compaction alone and 28 s for the build). Readers in other processes keep the version they
+            # have open until this writer bumps the collection's generation.
+            self._table.drop_index(vector)
+            vector = None
         if n:
-            # compaction first: every add() is a fragment, and a first ingest of 1,027 files left 290 of
-            # them (hybrid 56 ms/query) when only the index was built; compacted, 23 ms
+            # compaction (every add() is a fragment: a first ingest of 1,027 files left 290 of them,
+            # hybrid 56 ms/query, compacted 23 ms) and the new rows appended to the existing indexes
             self._table.optimize()
         if n and not any("tokens" in ix.columns for ix in indices.values()):
             self._table.create_fts_index(
@@ -137,16 +172,8 @@ class LanceStore:
                 ascii_folding=False,
                 replace=True,
             )
-        elif n:
-            self._table.optimize()  # appends the new rows to the existing indexes
-        vector = next((ix.name for ix in indices.values() if "vector" in ix.columns), None)
         if n >= INDEX_MIN_ROWS and vector is None:
             self.build_vector_index()
-        elif vector is not None and self.index_deltas(vector) > MAX_INDEX_DELTAS:
-            # one index again, with partitions for today's size (a rebuild costs ~0.2 ms a row), and the
-            # fragments the deltas held apart compacted
-            self.build_vector_index()
-            self._table.optimize()
         self._dirty = False
 
     def index_deltas(self, name: str) -> int:
@@ -155,9 +182,11 @@ class LanceStore:
         return int(stats.num_indices) if stats is not None and stats.num_indices else 1
 
     def build_vector_index(self) -> None:
-        n = self._table.count_rows()
+        from lancedb.index import HnswSq
+
+        n = self.count()
         self._table.create_index(
-            metric="cosine", index_type="IVF_HNSW_SQ", num_partitions=max(1, int(n**0.5) // 8), replace=True
+            "vector", config=HnswSq(distance_type="cosine", num_partitions=max(1, int(n**0.5) // 8)), replace=True
         )
 
     def drop(self) -> None:
@@ -172,29 +201,29 @@ class LanceStore:
     def search_dense(
         self, vector: np.ndarray, k: int, where: Filter | None = None, *, light: bool = False
     ) -> list[Hit]:
-        q = self._table.search(
-            np.asarray(vector, np.float32), vector_column_name="vector", query_type="vector"
-        ).distance_type("cosine")
+        q = self._async.query().nearest_to(np.asarray(vector, np.float32)).column("vector").distance_type("cosine")
         # Refining re-scores the index's candidates with the stored vectors. Without it the IVF-HNSW-SQ
         # index returns quantized distances (measured: similarities at 0.48x their true value, which
         # broke the "not found" threshold) and recall@5 0.94 instead of 0.98 on 100k real passages.
-        q = q.refine_factor(REFINE)
-        q = q.select([*(LIGHT_FIELDS if light else HIT_FIELDS), "_distance"]).with_row_id(light).limit(k)
+        q = q.refine_factor(REFINE).select([*(LIGHT_FIELDS if light else HIT_FIELDS), "_distance"]).limit(k)
+        if light:
+            q = q.with_row_id()
         if where is not None and not where.empty():
-            q = q.where(_where(where), prefilter=True)
-        rows = q.to_arrow().to_pylist()
+            q = q.where(_where(where))  # a prefilter: the k nearest among the rows that match
         # cosine distance = 1 - cosine similarity
-        return [_hit(r, 1.0 - float(r["_distance"]), light) for r in rows]
+        return [_hit(r, 1.0 - float(r["_distance"]), light) for r in self._read(q)]
 
     def search_text(self, tokens: str, k: int, where: Filter | None = None, *, light: bool = False) -> list[Hit]:
         if not tokens.strip():
             return []
-        q = self._table.search(tokens, query_type="fts", fts_columns="tokens")
-        q = q.select([*(LIGHT_FIELDS if light else HIT_FIELDS), "_score"]).with_row_id(light).limit(k)
+        q = self._async.query().nearest_to_text(tokens, columns=["tokens"])
+        q = q.select([*(LIGHT_FIELDS if light else HIT_FIELDS), "_score"]).limit(k)
+        if light:
+            q = q.with_row_id()
         if where is not None and not where.empty():
-            q = q.where(_where(where), prefilter=True)
+            q = q.where(_where(where))
         try:
-            rows = q.to_arrow().to_pylist()
+            rows = self._read(q)
         except (ValueError, RuntimeError) as exc:
             if "index" in str(exc).lower():  # no full-text index yet (empty table)
                 return []
@@ -206,8 +235,9 @@ class LanceStore:
             return list(hits)
         # by row id is the fastest read Lance has (~3 ms for a few rows at 100k, against ~10 ms for a
         # filter on id); a compaction between search and fill can renumber rows, so check the ids
-        table = self._table.take_row_ids([h.ref for h in hits]).select(list(HIT_FIELDS)).to_arrow()
-        full = {r["id"]: r for r in table.to_pylist()}
+        full = {
+            r["id"]: r for r in self._read(self._async.take_row_ids([h.ref for h in hits]).select(list(HIT_FIELDS)))
+        }
         if any(h.id not in full for h in hits):
             inside = ", ".join(f"'{safe_literal(h.id)}'" for h in hits)
             table = self._table.search().where(f"id IN ({inside})").select(list(HIT_FIELDS)).limit(None).to_arrow()
@@ -222,7 +252,10 @@ class LanceStore:
         return dict(zip(grouped["doc_id"].to_pylist(), grouped["doc_id_count"].to_pylist(), strict=True))
 
     def count(self) -> int:
-        return int(self._table.count_rows())
+        # the open version changes only by this store's writes and refresh(), which forget the number
+        if self._rows is None:
+            self._rows = int(self._table.count_rows())
+        return self._rows
 
     def fragments(self) -> int:
         """Data fragments of the table: each ``add`` makes one until ``optimize`` compacts them."""
